@@ -1,0 +1,64 @@
+"""flowkit: a solver-agnostic plugin framework for continuous normalizing flows.
+
+The public names are re-exported here; plugins use :data:`hookimpl` and the
+hooks documented in :mod:`flowkit.hookspecs`. Importing flowkit loads no
+plugin: the registry is built on first use (:func:`get_registry`).
+"""
+
+from flowkit._version import __version__
+from flowkit.compat import Compatibility, check_compatibility, ensure_compatible
+from flowkit.errors import (
+    FlowkitError,
+    IncompatibleComponentsError,
+    IntegrationError,
+    InvalidInputError,
+    MaxStepsExceededError,
+    NonFiniteStateError,
+    PluginConflictError,
+    PluginLoadError,
+    StepSizeUnderflowError,
+    UnknownComponentError,
+)
+from flowkit.hookspecs import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
+from flowkit.interfaces import (
+    GradientStrategy,
+    Integrator,
+    Regularizer,
+    TraceEstimator,
+    VectorField,
+)
+from flowkit.registry import ComponentSpec, Registry, build_registry, get_registry, reset_registry
+from flowkit.solution import Solution, SolverStats
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PROJECT_NAME",
+    "Compatibility",
+    "ComponentSpec",
+    "FlowkitError",
+    "GradientStrategy",
+    "IncompatibleComponentsError",
+    "IntegrationError",
+    "Integrator",
+    "InvalidInputError",
+    "MaxStepsExceededError",
+    "NonFiniteStateError",
+    "PluginConflictError",
+    "PluginLoadError",
+    "Registry",
+    "Regularizer",
+    "Solution",
+    "SolverStats",
+    "StepSizeUnderflowError",
+    "TraceEstimator",
+    "UnknownComponentError",
+    "VectorField",
+    "__version__",
+    "build_registry",
+    "check_compatibility",
+    "ensure_compatible",
+    "get_registry",
+    "hookimpl",
+    "hookspec",
+    "reset_registry",
+]

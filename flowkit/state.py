@@ -1,0 +1,102 @@
+"""States of an ODE solve: a tensor or a tuple of tensors, and helpers for both.
+
+The CNF integrates the augmented state ``(x, delta_logp, ...)``; every
+integrator and gradient strategy accepts a tuple state. Helpers here apply an
+operation leaf by leaf so that components need not special-case tuples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Union
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Dynamics",
+    "State",
+    "as_tuple",
+    "check_state",
+    "flatten_state",
+    "is_tuple_state",
+    "like",
+    "state_map",
+    "state_map2",
+    "unflatten_state",
+]
+
+State = Union[Tensor, tuple[Tensor, ...]]
+"""A state: one tensor, or a tuple of tensors integrated together."""
+
+Dynamics = Callable[[Tensor, State], State]
+"""A right-hand side ``g(t, y)`` returning a state of the same structure as ``y``."""
+
+
+def is_tuple_state(y: State) -> bool:
+    """True when ``y`` is a tuple of tensors rather than a single tensor."""
+    return isinstance(y, tuple)
+
+
+def as_tuple(y: State) -> tuple[Tensor, ...]:
+    """The leaves of ``y`` as a tuple (a single tensor becomes a 1-tuple)."""
+    return y if isinstance(y, tuple) else (y,)
+
+
+def like(template: State, leaves: tuple[Tensor, ...]) -> State:
+    """Rebuild a state with the structure of ``template`` from ``leaves``."""
+    return leaves if isinstance(template, tuple) else leaves[0]
+
+
+def state_map(fn: Callable[[Tensor], Tensor], y: State) -> State:
+    """Apply ``fn`` to every leaf of ``y``, keeping the structure."""
+    if isinstance(y, tuple):
+        return tuple(fn(leaf) for leaf in y)
+    return fn(y)
+
+
+def state_map2(fn: Callable[[Tensor, Tensor], Tensor], a: State, b: State) -> State:
+    """Apply ``fn`` leafwise to two states of the same structure."""
+    if isinstance(a, tuple):
+        return tuple(fn(x, y) for x, y in zip(a, b, strict=True))
+    return fn(a, b)  # type: ignore[arg-type]
+
+
+def flatten_state(y: State) -> Tensor:
+    """Concatenate the leaves of ``y`` into one 1-D tensor."""
+    return torch.cat([leaf.reshape(-1) for leaf in as_tuple(y)])
+
+
+def unflatten_state(flat: Tensor, template: State) -> State:
+    """Inverse of :func:`flatten_state`, using ``template`` for shapes."""
+    leaves = []
+    offset = 0
+    for leaf in as_tuple(template):
+        n = leaf.numel()
+        leaves.append(flat[offset : offset + n].view_as(leaf))
+        offset += n
+    return like(template, tuple(leaves))
+
+
+def check_state(y0: object, *, what: str = "y0") -> State:
+    """Validate that ``y0`` is a floating tensor or a non-empty tuple of them.
+
+    Raises:
+        TypeError: with a message naming the offending leaf.
+    """
+    leaves = y0 if isinstance(y0, tuple) else (y0,)
+    if isinstance(y0, tuple) and not y0:
+        raise TypeError(f"{what} is an empty tuple; pass a tensor or a tuple of tensors.")
+    for i, leaf in enumerate(leaves):
+        name = f"{what}[{i}]" if isinstance(y0, tuple) else what
+        if not isinstance(leaf, Tensor):
+            raise TypeError(
+                f"{name} must be a torch.Tensor, got {type(leaf).__name__}; "
+                "states are a tensor or a tuple of tensors."
+            )
+        if not leaf.is_floating_point():
+            raise TypeError(
+                f"{name} has dtype {leaf.dtype}; ODE states must be floating point "
+                "(convert with .double() or .float())."
+            )
+    return y0  # type: ignore[return-value]

@@ -1,0 +1,3 @@
+"""Public testing kit for plugin authors: strategies, closed forms, conformance checks."""
+
+__all__: list[str] = []
