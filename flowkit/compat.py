@@ -67,8 +67,11 @@ def check_compatibility(
         >>> class Reversible(GradientStrategy):
         ...     requires = ("reversible",)
         ...     def solve(self, integrator, func, y0, t, *, params=None): ...
-        >>> check_compatibility(integrator=Euler, gradient=Reversible).reasons
-        ("gradient strategy 'Reversible' requires an integrator with reversible=True; integrator 'Euler' declares reversible=False",)
+        >>> verdict = check_compatibility(integrator=Euler, gradient=Reversible)
+        >>> verdict.ok
+        False
+        >>> "requires an integrator with reversible=True" in verdict.reasons[0]
+        True
     """
     reasons: list[str] = []
     if gradient is not None and integrator is not None:
