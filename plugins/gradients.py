@@ -1,25 +1,48 @@
-"""Built-in gradient strategies: how gradients pass through a solve."""
+"""Built-in gradient strategies: how gradients pass through a solve.
+
+==================== ========================= ============================ ==========
+strategy             gradient                  memory in the number of steps needs
+==================== ========================= ============================ ==========
+backprop             exact (discrete)          grows linearly               nothing
+adjoint              approximate (to tolerance) constant                    nothing
+checkpoint           exact (discrete)          states only                  checkpointable
+reversible           exact (discrete)          constant                     reversible
+torchdiffeq_adjoint  approximate (to tolerance) constant                    native_adjoint
+==================== ========================= ============================ ==========
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor
 
+from flowkit.adjoint import adjoint_solve, resolve_params
 from flowkit.hookspecs import Register, hookimpl
 from flowkit.interfaces import GradientStrategy, Integrator
+from flowkit.registry import get_registry
 from flowkit.solution import Solution
 from flowkit.state import Dynamics, State
 
-__all__ = ["Backprop", "flowkit_register_gradient_strategies"]
+__all__ = [
+    "Adjoint",
+    "Backprop",
+    "Checkpoint",
+    "Reversible",
+    "TorchdiffeqAdjoint",
+    "flowkit_register_gradient_strategies",
+]
 
 
 class Backprop(GradientStrategy):
     """Differentiate through the solver's operations (discretise-then-optimise).
 
-    The gradient is exact for the computed solution. Memory grows linearly with
-    the number of steps, since every step's graph is kept; prefer ``adjoint``,
-    ``checkpoint`` or ``reversible`` for long solves.
+    The gradient is exact for the computed solution, and reaches ``t`` too.
+
+    When not to use it: memory grows linearly with the number of steps, since
+    every step's graph is kept; prefer ``adjoint``, ``checkpoint`` or
+    ``reversible`` for long solves or large batches.
     """
 
     def solve(
@@ -35,7 +58,216 @@ class Backprop(GradientStrategy):
         return integrator.integrate(func, y0, t)
 
 
+class Adjoint(GradientStrategy):
+    """The solver-agnostic continuous adjoint (optimise-then-discretise).
+
+    The forward solve keeps no graph; the backward pass integrates the adjoint
+    system from ``t[-1]`` back to ``t[0]`` with any integrator that can run
+    backward in time (see :mod:`flowkit.adjoint`). Gradients reach ``y0``,
+    ``params`` and the times ``t``.
+
+    When not to use it: the gradient is that of the exact ODE solution,
+    approximated to the solver's tolerance, not the exact gradient of the
+    computed solution, so it is noisier than ``backprop``'s at loose
+    tolerances; the backward solve re-integrates the state backward, which is
+    inaccurate for dynamics that are unstable backward in time (strongly
+    contracting fields); and it costs an extra solve. Prefer ``backprop`` when
+    memory allows, ``checkpoint`` for exact gradients with less memory.
+
+    Arguments:
+        params: the tensors to differentiate with respect to (default: the
+            ``params`` given to the solve, else every parameter of ``func``
+            when it is an ``nn.Module``); tensors that do not require gradients
+            are skipped.
+        backward_integrator: the integrator of the backward solve, a registered
+            name or an instance (default: the forward integrator).
+        backward_options: options for ``backward_integrator`` given by name;
+            without ``backward_integrator``, the forward integrator's registered
+            name is rebuilt with these options (e.g. other tolerances).
+        seminorm: leave the parameter adjoint out of the backward step-size
+            control (Kidger et al. 2021); needs an adaptive backward integrator
+            that takes a ``norm`` option.
+
+    Raises:
+        TypeError: for an invalid option.
+
+    References:
+        Chen et al. (2018). Neural Ordinary Differential Equations. NeurIPS.
+        Kidger, Chen, Lyons (2021). "Hey, that's not an ODE": Faster ODE
+        Adjoints via Seminorms. ICML.
+    """
+
+    constant_memory = True
+
+    def __init__(
+        self,
+        *,
+        params: Sequence[Tensor] | None = None,
+        backward_integrator: str | Integrator | None = None,
+        backward_options: dict[str, Any] | None = None,
+        seminorm: bool = False,
+    ) -> None:
+        if backward_integrator is not None and not isinstance(
+            backward_integrator, (str, Integrator)
+        ):
+            raise TypeError(
+                "backward_integrator must be a registered integrator name or an Integrator "
+                f"instance, got {type(backward_integrator).__name__}."
+            )
+        if backward_options is not None and isinstance(backward_integrator, Integrator):
+            raise TypeError(
+                "backward_options were given with a backward_integrator instance; configure "
+                "the instance itself, or pass its registered name."
+            )
+        if not isinstance(seminorm, bool):
+            raise TypeError(f"seminorm must be True or False, got {seminorm!r}.")
+        self.params = None if params is None else list(params)
+        self.backward_integrator = backward_integrator
+        self.backward_options = dict(backward_options or {})
+        self.seminorm = seminorm
+
+    def _backward(self, integrator: Integrator) -> Integrator | None:
+        if isinstance(self.backward_integrator, Integrator):
+            return self.backward_integrator
+        name = self.backward_integrator
+        if name is None:
+            if not self.backward_options:
+                return None
+            name = getattr(integrator, "registry_name", None)
+            if name is None:
+                raise TypeError(
+                    "backward_options need a backward_integrator name: the forward integrator "
+                    f"{type(integrator).__name__} was not built from the registry."
+                )
+        return get_registry().create("integrator", name, **self.backward_options)  # type: ignore[no-any-return]
+
+    def solve(
+        self,
+        integrator: Integrator,
+        func: Dynamics,
+        y0: State,
+        t: Tensor,
+        *,
+        params: Sequence[Tensor] | None = None,
+    ) -> Solution:
+        """Solve forward without a graph; gradients come from the adjoint solve."""
+        chosen = self.params if self.params is not None else params
+        return adjoint_solve(
+            integrator,
+            func,
+            y0,
+            t,
+            params=resolve_params(func, chosen),
+            backward_integrator=self._backward(integrator),
+            seminorm_control=self.seminorm,
+        )
+
+
+class Checkpoint(GradientStrategy):
+    """Backpropagation with recomputation: only the solver's step states are kept.
+
+    Each step's internals (the field's activations, the stages) are recomputed
+    in the backward pass, so the gradient equals ``backprop``'s to round-off.
+    Delegates to the integrator's ``integrate_checkpointed``.
+
+    When not to use it: memory still grows with the number of steps (one
+    state per step), and each step's field evaluations run twice; use
+    ``adjoint`` or ``reversible`` when the number of steps is unbounded. Needs
+    an integrator with ``checkpointable=True``.
+    """
+
+    requires = ("checkpointable",)
+
+    def solve(
+        self,
+        integrator: Integrator,
+        func: Dynamics,
+        y0: State,
+        t: Tensor,
+        *,
+        params: Sequence[Tensor] | None = None,
+    ) -> Solution:
+        """Run the integrator's checkpointed solve."""
+        return integrator.integrate_checkpointed(func, y0, t)
+
+
+class Reversible(GradientStrategy):
+    """The algebraically exact adjoint of a reversible integrator.
+
+    The backward pass reconstructs the forward states exactly by running the
+    reversible method backward, so gradients equal ``backprop``'s through the
+    same solver to round-off, with memory that does not grow with the steps.
+    Delegates to the integrator's ``integrate_reversible``.
+
+    When not to use it: only integrators declaring ``reversible=True`` (such
+    as ``torchsde.reversible_heun``) qualify, and those are low-order,
+    fixed-step methods, so reaching a tight accuracy takes many steps.
+
+    Arguments:
+        params: the tensors to differentiate with respect to (default as for
+            ``adjoint``).
+    """
+
+    requires = ("reversible",)
+    constant_memory = True
+
+    def __init__(self, *, params: Sequence[Tensor] | None = None) -> None:
+        self.params = None if params is None else list(params)
+
+    def solve(
+        self,
+        integrator: Integrator,
+        func: Dynamics,
+        y0: State,
+        t: Tensor,
+        *,
+        params: Sequence[Tensor] | None = None,
+    ) -> Solution:
+        """Run the integrator's reversible solve."""
+        chosen = self.params if self.params is not None else params
+        return integrator.integrate_reversible(func, y0, t, resolve_params(func, chosen))
+
+
+class TorchdiffeqAdjoint(GradientStrategy):
+    """torchdiffeq's own ``odeint_adjoint``, for comparison with flowkit's ``adjoint``.
+
+    Delegates to the integrator's ``integrate_native_adjoint``.
+
+    When not to use it: it works with torchdiffeq integrators only
+    (``native_adjoint=True``), and like every continuous adjoint its gradient
+    is approximate to the solver's tolerance. Prefer flowkit's ``adjoint``,
+    which runs on any integrator; this one exists for comparisons.
+
+    Arguments:
+        params: the tensors to differentiate with respect to (default as for
+            ``adjoint``).
+    """
+
+    requires = ("native_adjoint",)
+    constant_memory = True
+
+    def __init__(self, *, params: Sequence[Tensor] | None = None) -> None:
+        self.params = None if params is None else list(params)
+
+    def solve(
+        self,
+        integrator: Integrator,
+        func: Dynamics,
+        y0: State,
+        t: Tensor,
+        *,
+        params: Sequence[Tensor] | None = None,
+    ) -> Solution:
+        """Run torchdiffeq's adjoint through the integrator."""
+        chosen = self.params if self.params is not None else params
+        return integrator.integrate_native_adjoint(func, y0, t, resolve_params(func, chosen))
+
+
 @hookimpl
 def flowkit_register_gradient_strategies(register: Register) -> None:
     """Register the built-in gradient strategies."""
     register("backprop", Backprop, aliases=("direct", "discretise_then_optimise"))
+    register("adjoint", Adjoint, aliases=("continuous_adjoint", "optimise_then_discretise"))
+    register("checkpoint", Checkpoint, aliases=("checkpointed",))
+    register("reversible", Reversible, aliases=("reversible_adjoint",))
+    register("torchdiffeq_adjoint", TorchdiffeqAdjoint)
