@@ -1,0 +1,115 @@
+"""The tolerance model: how close a computed value must be to its closed form.
+
+One place decides every bound the conformance checks and the test suite use,
+keyed by dtype, the method's order, its tolerance or step size, and whether the
+estimate is stochastic. A bound is never chosen to make a test pass: each is
+derived from the error model stated in its docstring.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = [
+    "Tolerance",
+    "roundoff",
+    "integrator_tolerance",
+    "fixed_step_for",
+    "statistical_bound",
+    "GLOBAL_ERROR_FACTOR",
+    "TRUNCATION_CONSTANT",
+]
+
+GLOBAL_ERROR_FACTOR = 100.0
+"""Adaptive solvers control the local error per step; on the smooth, unit-scale
+problems of :mod:`flowkit.testing` the global error stays within this factor of
+``rtol + atol`` (a solver far off it is miscontrolled)."""
+
+TRUNCATION_CONSTANT = 10.0
+"""Fixed-step methods of order ``p`` have global error ``C h^p T``; the closed
+forms of :mod:`flowkit.testing` have derivatives of order one, for which ``C``
+stays below this constant."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """An absolute and relative bound: ``|a - b| <= atol + rtol * |b|``."""
+
+    atol: float
+    rtol: float
+
+    def __add__(self, other: Tolerance) -> Tolerance:
+        return Tolerance(self.atol + other.atol, self.rtol + other.rtol)
+
+    def scaled(self, factor: float) -> Tolerance:
+        """The bound multiplied by ``factor`` (e.g. a Lipschitz constant)."""
+        return Tolerance(self.atol * factor, self.rtol * factor)
+
+    def assert_close(
+        self, actual: torch.Tensor, expected: torch.Tensor, what: str = "value"
+    ) -> None:
+        """Raise ``AssertionError`` naming ``what`` if the bound is broken."""
+        torch.testing.assert_close(
+            actual,
+            expected.to(actual.dtype),
+            atol=self.atol,
+            rtol=self.rtol,
+            msg=lambda m: f"{what} off its reference beyond {self}: {m}",
+        )
+
+
+def roundoff(dtype: torch.dtype, *, operations: int = 1000) -> Tolerance:
+    """Round-off accumulated over about ``operations`` steps: ``operations * eps``."""
+    eps = torch.finfo(dtype).eps
+    return Tolerance(atol=operations * eps, rtol=operations * eps)
+
+
+def integrator_tolerance(
+    dtype: torch.dtype,
+    *,
+    order: int,
+    adaptive: bool,
+    rtol: float | None = None,
+    atol: float | None = None,
+    step_size: float | None = None,
+    span: float = 1.0,
+) -> Tolerance:
+    """The bound on a solve's global error on a unit-scale closed-form problem.
+
+    Adaptive: ``GLOBAL_ERROR_FACTOR * (rtol + atol)``. Fixed step ``h`` over a
+    span ``T``: ``TRUNCATION_CONSTANT * h**order * T``. Both plus round-off.
+
+    Raises:
+        ValueError: when the tolerance (adaptive) or step size (fixed) is missing.
+    """
+    if adaptive:
+        if rtol is None or atol is None:
+            raise ValueError("an adaptive integrator's bound needs rtol and atol")
+        bound = GLOBAL_ERROR_FACTOR * (rtol + atol)
+    else:
+        if step_size is None:
+            raise ValueError("a fixed-step integrator's bound needs step_size")
+        bound = TRUNCATION_CONSTANT * abs(step_size) ** order * abs(span)
+    return Tolerance(atol=bound, rtol=bound) + roundoff(dtype)
+
+
+def fixed_step_for(order: int, target: float, *, span: float = 1.0) -> tuple[float, int]:
+    """A step size (and step count over ``span``) whose truncation bound is ``target``.
+
+    Returns ``(h, n)`` with ``TRUNCATION_CONSTANT * h**order * span <= target``.
+    """
+    h = (target / (TRUNCATION_CONSTANT * abs(span))) ** (1.0 / order)
+    n = max(1, math.ceil(abs(span) / h))
+    return abs(span) / n, n
+
+
+def statistical_bound(std_error: float, *, n_std: float = 4.0) -> float:
+    """The bound on a stochastic estimate's mean error: ``n_std`` standard errors.
+
+    With a fixed seed the check is deterministic; a correct unbiased estimator
+    fails it with probability below 1e-4 (Gaussian tail at 4 sigma).
+    """
+    return n_std * std_error
