@@ -1,0 +1,242 @@
+"""Data sets for training: toy densities, scikit-learn's digits, user files; seeded splits.
+
+:func:`load_dataset` turns a name (or a file path) into a :class:`DataSplits`
+of training, validation and test tensors in *model space*, together with what
+is needed to report a likelihood in the data's own units (``nll_offset``) and,
+for images, bits per dimension.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from flowkit.data.files import SUPPORTED_SUFFIXES, load_array
+from flowkit.data.toy import TOY_DATASETS, sample_toy
+from flowkit.errors import InvalidInputError
+
+__all__ = ["BUILTIN_DATASETS", "DIGITS_LEVELS", "DIGITS_SCALE", "DataSplits", "load_dataset"]
+
+DIGITS_LEVELS = 17
+"""Grey levels of scikit-learn's digits (pixel values 0..16)."""
+
+DIGITS_SCALE = 4.0
+"""Dequantised digits ``(k + u) / 17`` in (0, 1) are mapped to ``4 * (v - 1/2)`` in (-2, 2)."""
+
+BUILTIN_DATASETS: tuple[str, ...] = (*TOY_DATASETS, "digits")
+"""Every built-in data set name."""
+
+
+@dataclass
+class DataSplits:
+    """Training, validation and test samples in model space.
+
+    Attributes:
+        name: the data set's name (or the file it came from).
+        train, val, test: tensors of shape ``(n, dim)``.
+        nll_offset: nats to add to a model-space negative log-likelihood (per
+            sample) to get it in the data's own units: the log-determinant of
+            the preprocessing (standardisation, scaling of dequantised pixels).
+        image_shape: the shape of one image for image data (``(8, 8)`` for
+            digits), else ``None``.
+        levels: grey levels of quantised data (training batches are then
+            dequantised afresh with uniform noise), else ``None``.
+        train_levels: the integer pixel values of the training split when
+            ``levels`` is set.
+        mean, std: the standardisation applied to user data (model = (x - mean) / std).
+    """
+
+    name: str
+    train: Tensor
+    val: Tensor
+    test: Tensor
+    nll_offset: float = 0.0
+    image_shape: tuple[int, ...] | None = None
+    levels: int | None = None
+    train_levels: Tensor | None = None
+    mean: Tensor | None = None
+    std: Tensor | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        """The number of features."""
+        return int(self.train.shape[1])
+
+    def train_batch(self, indices: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The training samples at ``indices``; quantised data are dequantised afresh."""
+        if self.levels is None or self.train_levels is None:
+            return self.train[indices]
+        raw = self.train_levels[indices]
+        noise = torch.rand(raw.shape, generator=generator, dtype=torch.float64)
+        return _digits_to_model(raw.double() + noise, self.levels).to(self.train)
+
+    def nll_in_data_units(self, nll: float) -> float:
+        """A model-space NLL (nats per sample) in the data's own units."""
+        return nll + self.nll_offset
+
+    def bits_per_dim(self, nll: float) -> float | None:
+        """Bits per dimension of quantised data for a model-space NLL (else ``None``)."""
+        if self.levels is None:
+            return None
+        return self.nll_in_data_units(nll) / (self.dim * math.log(2.0))
+
+    def to_data_space(self, x: Tensor) -> Tensor:
+        """Map model-space samples back to the data's units (pixel values for images)."""
+        if self.levels is not None:
+            return ((x / DIGITS_SCALE + 0.5) * self.levels).clamp(0, self.levels)
+        if self.mean is not None and self.std is not None:
+            return x * self.std.to(x) + self.mean.to(x)
+        return x
+
+
+def _digits_to_model(dequantised: Tensor, levels: int) -> Tensor:
+    return DIGITS_SCALE * (dequantised / levels - 0.5)
+
+
+def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    for label, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 < frac < 1.0:
+            raise ValueError(f"{label} must lie in (0, 1), got {frac}.")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError(
+            f"val_fraction + test_fraction = {val_fraction + test_fraction} leaves no training "
+            "data; make them smaller."
+        )
+    n_val = max(1, round(n * val_fraction))
+    n_test = max(1, round(n * test_fraction))
+    return n - n_val - n_test, n_val, n_test
+
+
+def _split(
+    values: Tensor, seed: int, val_fraction: float, test_fraction: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    n_train, n_val, _ = _split_sizes(len(values), val_fraction, test_fraction)
+    perm = torch.randperm(len(values), generator=torch.Generator().manual_seed(seed))
+    shuffled = values[perm]
+    return shuffled[:n_train], shuffled[n_train : n_train + n_val], shuffled[n_train + n_val :]
+
+
+def _load_digits(
+    seed: int, val_fraction: float, test_fraction: float, dtype: torch.dtype
+) -> DataSplits:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "The 'digits' data set ships with scikit-learn; install it with "
+            "`pip install scikit-learn` (or `pip install flowkit[data]`)."
+        ) from exc
+    pixels = torch.from_numpy(load_digits().data.astype(np.float64))  # (1797, 64), 0..16
+    train, val, test = _split(pixels, seed, val_fraction, test_fraction)
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def fixed(raw: Tensor) -> Tensor:  # held-out splits: dequantised once, reproducibly
+        noise = torch.rand(raw.shape, generator=g, dtype=torch.float64)
+        return _digits_to_model(raw + noise, DIGITS_LEVELS).to(dtype)
+
+    dim = pixels.shape[1]
+    return DataSplits(
+        name="digits",
+        train=fixed(train),
+        val=fixed(val),
+        test=fixed(test),
+        # model y = s (z / L - 1/2) for z = k + u, so -log p(z) = -log p(y) - d log(s / L)
+        nll_offset=-dim * math.log(DIGITS_SCALE / DIGITS_LEVELS),
+        image_shape=(8, 8),
+        levels=DIGITS_LEVELS,
+        train_levels=train,
+    )
+
+
+def load_dataset(
+    name: str | Path,
+    *,
+    seed: int = 0,
+    n_train: int = 50_000,
+    n_val: int = 2_000,
+    n_test: int = 5_000,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    standardize: bool = True,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> DataSplits:
+    """Load or generate a data set and split it with a seed.
+
+    Arguments:
+        name: a toy density (``8gaussians``, ``pinwheel``, ``moons``, ``circles``,
+            ``rings``, ``swissroll``, ``2spirals``, ``checkerboard``), ``digits``,
+            or the path of a ``.npy``/``.csv`` file of shape ``(samples, features)``.
+        seed: fixes the generated points and the splits.
+        n_train, n_val, n_test: split sizes for the toy densities (fresh draws).
+        val_fraction, test_fraction: split fractions for digits and files.
+        standardize: for files, scale each feature to zero mean and unit
+            variance using the training split (``nll_offset`` records the
+            log-determinant so NLLs are reported in the file's units).
+        dtype, device: of the returned tensors.
+
+    Returns:
+        The :class:`DataSplits`.
+
+    Raises:
+        InvalidInputError: bad file contents (see :func:`~flowkit.data.files.load_array`),
+            or an unknown name that is not a file.
+        ValueError: non-positive sizes or fractions outside (0, 1).
+    """
+    key = str(name)
+    if key in TOY_DATASETS:
+        sizes = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
+        for label, size in sizes.items():
+            if size <= 0:
+                raise ValueError(f"{label} must be positive, got {size}.")
+        points = sample_toy(key, n_train + n_val + n_test, seed=seed, dtype=dtype)
+        splits = DataSplits(
+            key,
+            points[:n_train],
+            points[n_train : n_train + n_val],
+            points[n_train + n_val :],
+        )
+    elif key == "digits":
+        splits = _load_digits(seed, val_fraction, test_fraction, dtype)
+    elif Path(key).suffix.lower() in SUPPORTED_SUFFIXES:
+        values = torch.from_numpy(load_array(key, min_samples=3))
+        train, val, test = _split(values, seed, val_fraction, test_fraction)
+        mean = std = None
+        offset = 0.0
+        if standardize:
+            mean = train.mean(0)
+            std = train.std(0) if len(train) > 1 else torch.ones_like(mean)
+            if bool((std == 0).any()):
+                cols = torch.nonzero(std == 0).flatten().tolist()
+                raise InvalidInputError(
+                    f"{key}: feature(s) {cols} are constant in the training split, so the "
+                    "data have no density there; drop those columns."
+                )
+            train, val, test = ((s - mean) / std for s in (train, val, test))
+            offset = float(torch.log(std).sum())
+        splits = DataSplits(
+            key,
+            train.to(dtype),
+            val.to(dtype),
+            test.to(dtype),
+            nll_offset=offset,
+            mean=mean,
+            std=std,
+        )
+    else:
+        raise InvalidInputError(
+            f"Unknown data set {key!r}: not a built-in name ({', '.join(BUILTIN_DATASETS)}) "
+            f"and not a {' or '.join(SUPPORTED_SUFFIXES)} file path."
+        )
+    if device is not None:
+        for attr in ("train", "val", "test", "train_levels"):
+            value = getattr(splits, attr)
+            if value is not None:
+                setattr(splits, attr, value.to(device))
+    return splits
