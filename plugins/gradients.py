@@ -21,7 +21,7 @@ from torch import Tensor
 from flowkit.adjoint import adjoint_solve, resolve_params
 from flowkit.hookspecs import Register, hookimpl
 from flowkit.interfaces import GradientStrategy, Integrator
-from flowkit.registry import get_registry
+from flowkit.registry import Registry, get_registry
 from flowkit.solution import Solution
 from flowkit.state import Dynamics, State
 
@@ -87,6 +87,8 @@ class Adjoint(GradientStrategy):
         seminorm: leave the parameter adjoint out of the backward step-size
             control (Kidger et al. 2021); needs an adaptive backward integrator
             that takes a ``norm`` option.
+        registry: the registry that resolves ``backward_integrator`` names
+            (default: the global one).
 
     Raises:
         TypeError: for an invalid option.
@@ -106,6 +108,7 @@ class Adjoint(GradientStrategy):
         backward_integrator: str | Integrator | None = None,
         backward_options: dict[str, Any] | None = None,
         seminorm: bool = False,
+        registry: Registry | None = None,
     ) -> None:
         if backward_integrator is not None and not isinstance(
             backward_integrator, (str, Integrator)
@@ -125,6 +128,7 @@ class Adjoint(GradientStrategy):
         self.backward_integrator = backward_integrator
         self.backward_options = dict(backward_options or {})
         self.seminorm = seminorm
+        self.registry = registry
 
     def _backward(self, integrator: Integrator) -> Integrator | None:
         if isinstance(self.backward_integrator, Integrator):
@@ -139,7 +143,8 @@ class Adjoint(GradientStrategy):
                     "backward_options need a backward_integrator name: the forward integrator "
                     f"{type(integrator).__name__} was not built from the registry."
                 )
-        return get_registry().create("integrator", name, **self.backward_options)  # type: ignore[no-any-return]
+        registry = self.registry or get_registry()
+        return registry.create("integrator", name, **self.backward_options)  # type: ignore[no-any-return]
 
     def solve(
         self,
