@@ -1,0 +1,246 @@
+"""Step-size control for adaptive Runge-Kutta methods.
+
+* :func:`rms_norm`: the default error norm, the root mean square over every
+  element of every leaf of a (tuple) state.
+* :class:`Tolerance`: ``atol + rtol * max(|y0|, |y1|)`` per leaf, with scalar,
+  per-component tensor or per-leaf tolerances.
+* :func:`initial_step`: the standard starting-step heuristic.
+* :class:`PIController`: a proportional-integral step-size controller.
+
+All decisions are made on detached values (under ``torch.no_grad``) and turned
+into Python floats once per step: the step size is data for the solver, not
+part of the differentiated computation.
+
+References:
+    E. Hairer, S. P. Nørsett, G. Wanner, *Solving Ordinary Differential
+    Equations I*, 2nd ed., 1993, Section II.4 (starting step size, error norm,
+    step-size control with the PI stabilisation of Gustafsson).
+    K. Gustafsson, "Control theoretic techniques for stepsize selection in
+    explicit Runge-Kutta methods", ACM TOMS 17(4), 1991.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ErrorNorm",
+    "PIController",
+    "Tolerance",
+    "initial_step",
+    "rms_norm",
+    "validate_tolerance",
+]
+
+ErrorNorm = Callable[[tuple[Tensor, ...]], Tensor | float]
+"""A norm on the tuple of scaled-error leaves, returning a scalar."""
+
+TolLike = float | Tensor | Sequence[float | Tensor]
+
+
+def rms_norm(leaves: tuple[Tensor, ...]) -> Tensor:
+    """Root mean square over every element of every leaf.
+
+    Arguments:
+        leaves: the scaled errors, one tensor per leaf of the state.
+
+    Returns:
+        A 0-d tensor.
+    """
+    if len(leaves) == 1:
+        x = leaves[0]
+        return torch.linalg.vector_norm(x) / math.sqrt(max(x.numel(), 1))
+    total = sum(x.numel() for x in leaves)
+    sq = torch.stack([torch.linalg.vector_norm(x).pow(2) for x in leaves]).sum()
+    return (sq / max(total, 1)).sqrt()
+
+
+def _check_tol(name: str, value: object) -> None:
+    if isinstance(value, Tensor):
+        if value.requires_grad:
+            raise ValueError(f"{name} must not require grad; pass a detached tensor.")
+        if not bool((value >= 0).all()):
+            raise ValueError(f"{name} must be non-negative, got {value}.")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not value >= 0 or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite non-negative number, got {value!r}.")
+    else:
+        raise TypeError(
+            f"{name} must be a float, a tensor broadcastable to the state, or a tuple of "
+            f"those (one per leaf), got {type(value).__name__}."
+        )
+
+
+def validate_tolerance(name: str, value: TolLike) -> TolLike:
+    """Check a tolerance option early (constructor time).
+
+    Raises:
+        TypeError: for a value that is not a float, a tensor or a tuple of them.
+        ValueError: for negative, non-finite or gradient-carrying values.
+    """
+    if isinstance(value, (tuple, list)):
+        if not value:
+            raise ValueError(f"{name} is an empty tuple; give one tolerance per state leaf.")
+        for i, v in enumerate(value):
+            _check_tol(f"{name}[{i}]", v)
+        return tuple(value)
+    _check_tol(name, value)
+    return value
+
+
+@dataclass
+class Tolerance:
+    """Per-leaf error scales ``atol + rtol * max(|y0|, |y1|)``.
+
+    Arguments:
+        rtol, atol: floats, tensors broadcastable to every leaf, or tuples with
+            one such value per leaf.
+        leaves: the initial state's leaves (for dtype, device, count).
+
+    Raises:
+        ValueError: when a per-leaf tuple has the wrong length, or a tensor
+            does not broadcast against its leaf.
+    """
+
+    rtol: tuple[float | Tensor, ...]
+    atol: tuple[float | Tensor, ...]
+
+    @classmethod
+    def build(cls, rtol: TolLike, atol: TolLike, leaves: tuple[Tensor, ...]) -> Tolerance:
+        """Normalise ``rtol``/``atol`` to one value per leaf on the leaves' device."""
+        return cls(_per_leaf("rtol", rtol, leaves), _per_leaf("atol", atol, leaves))
+
+    def scaled(
+        self, err: tuple[Tensor, ...], y0: tuple[Tensor, ...], y1: tuple[Tensor, ...]
+    ) -> tuple[Tensor, ...]:
+        """``err / (atol + rtol * max(|y0|, |y1|))`` leaf by leaf (call under no_grad)."""
+        out = []
+        for e, a, b, rt, at in zip(err, y0, y1, self.rtol, self.atol, strict=True):
+            scale = torch.maximum(a.abs(), b.abs()).mul_(rt).add_(at)
+            out.append(e / scale)
+        return tuple(out)
+
+    def scaled_single(self, err: tuple[Tensor, ...], y: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        """``err / (atol + rtol * |y|)`` leaf by leaf (call under no_grad)."""
+        return tuple(
+            e / (b.abs().mul(rt).add_(at))
+            for e, b, rt, at in zip(err, y, self.rtol, self.atol, strict=True)
+        )
+
+
+def _per_leaf(name: str, value: TolLike, leaves: tuple[Tensor, ...]) -> tuple[float | Tensor, ...]:
+    if isinstance(value, (tuple, list)):
+        if len(value) != len(leaves):
+            raise ValueError(
+                f"{name} has {len(value)} entries but the state has {len(leaves)} leaves; "
+                "give one tolerance per leaf, or a single float."
+            )
+        values = tuple(value)
+    else:
+        values = (value,) * len(leaves)
+    out: list[float | Tensor] = []
+    for i, (v, leaf) in enumerate(zip(values, leaves, strict=True)):
+        if isinstance(v, Tensor):
+            v = v.to(device=leaf.device, dtype=leaf.dtype)
+            try:
+                torch.broadcast_shapes(v.shape, leaf.shape)
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"{name} of shape {tuple(v.shape)} does not broadcast against state leaf "
+                    f"{i} of shape {tuple(leaf.shape)}."
+                ) from exc
+        else:
+            v = float(v)
+        out.append(v)
+    return tuple(out)
+
+
+def initial_step(
+    func: Callable[[float, tuple[Tensor, ...]], tuple[Tensor, ...]],
+    t0: float,
+    y0: tuple[Tensor, ...],
+    f0: tuple[Tensor, ...],
+    direction: float,
+    exponent: int,
+    tol: Tolerance,
+    norm: ErrorNorm,
+) -> float:
+    """Hairer's starting step size (one extra function evaluation).
+
+    Arguments:
+        func: the right-hand side on tuples of leaves, taking a float time.
+        t0, y0, f0: the initial time, state and derivative.
+        direction: +1.0 forward, -1.0 backward in time.
+        exponent: ``error_order + 1`` of the method.
+        tol: the error scales.
+        norm: the error norm.
+
+    Returns:
+        A positive step size (its sign is applied by the caller).
+    """
+    with torch.no_grad():
+        d0 = float(norm(tol.scaled_single(y0, y0)))
+        d1 = float(norm(tol.scaled_single(f0, y0)))
+        h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+        y1 = tuple(y.add(f, alpha=direction * h0) for y, f in zip(y0, f0, strict=True))
+        f1 = func(t0 + direction * h0, y1)
+        diff = tuple(b - a for a, b in zip(f0, f1, strict=True))
+        d2 = float(norm(tol.scaled_single(diff, y0))) / h0
+        big = max(d1, d2)
+        if big <= 1e-15 or not math.isfinite(big):
+            h1 = max(1e-6, h0 * 1e-3)
+        else:
+            h1 = (0.01 / big) ** (1.0 / exponent)
+    return min(100.0 * h0, h1)
+
+
+@dataclass
+class PIController:
+    """A proportional-integral step-size controller.
+
+    After an accepted step with error ratio ``r_n`` (the previous accepted one
+    ``r_{n-1}``) the factor is ``safety * r_n^(-alpha) * r_{n-1}^beta`` with
+    ``alpha = 1/k - 0.75 beta`` and ``beta = 0.2/k`` (Hairer's choice, 0.04
+    for DOPRI5), clipped to ``[min_factor, max_factor]`` and never above 1 right
+    after a rejection. A rejected step shrinks by ``max(min_factor,
+    safety * r^(-1/k))``.
+
+    Arguments:
+        exponent: ``k``, the error order of the method plus one.
+        safety: the safety factor (0.9).
+        min_factor, max_factor: bounds of the factor (0.2, 10).
+    """
+
+    exponent: int
+    safety: float = 0.9
+    min_factor: float = 0.2
+    max_factor: float = 10.0
+
+    def __post_init__(self) -> None:
+        self.beta = 0.2 / self.exponent
+        self.alpha = 1.0 / self.exponent - 0.75 * self.beta
+        self.prev_ratio = 1e-4
+        self.rejected_last = False
+
+    def accept(self, ratio: float) -> float:
+        """The factor for the next step after accepting one with ``ratio <= 1``."""
+        if ratio == 0.0:
+            factor = self.max_factor
+        else:
+            factor = self.safety * ratio ** (-self.alpha) * self.prev_ratio**self.beta
+            factor = min(self.max_factor, max(self.min_factor, factor))
+        if self.rejected_last:
+            factor = min(factor, 1.0)
+        self.prev_ratio = max(ratio, 1e-4)
+        self.rejected_last = False
+        return factor
+
+    def reject(self, ratio: float) -> float:
+        """The factor for retrying a step rejected with ``ratio > 1``."""
+        self.rejected_last = True
+        return max(self.min_factor, self.safety * ratio ** (-1.0 / self.exponent))

@@ -1,0 +1,150 @@
+"""The one explicit Runge-Kutta stepper that every native tableau runs on.
+
+A state is handled as a tuple of leaves (a single tensor is a 1-tuple), so
+tuple states such as the CNF's ``(x, delta_logp)`` need no flattening and a
+single-tensor state pays no concatenation. Linear combinations of stages are
+fused into one out-of-place ``add`` followed by in-place ``add_`` calls with
+scalar ``alpha`` (zero coefficients are skipped), which keeps the per-stage
+Python and kernel overhead to one operation per nonzero coefficient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from flowkit.rk.tableau import ButcherTableau
+
+__all__ = ["LeafFunc", "StepResult", "dense_state", "lincomb", "rk_step", "weighted_sum"]
+
+LeafFunc = Callable[[float, tuple[Tensor, ...]], tuple[Tensor, ...]]
+"""A right-hand side on tuples of leaves, taking the time as a Python float."""
+
+
+@dataclass
+class StepResult:
+    """The outcome of one Runge-Kutta step.
+
+    Attributes:
+        y1: the propagated state at ``t + h``.
+        f1: the derivative at ``(t + h, y1)`` for FSAL tableaus, else ``None``.
+        err: the local error estimate ``h * sum(b_error_j k_j)`` (detached), or
+            ``None`` for a method without an embedded pair.
+        err2: the second error estimate (DOP853-type tableaus), or ``None``.
+        ks: the stage derivatives (kept for dense output).
+    """
+
+    y1: tuple[Tensor, ...]
+    f1: tuple[Tensor, ...] | None
+    err: tuple[Tensor, ...] | None
+    err2: tuple[Tensor, ...] | None
+    ks: list[tuple[Tensor, ...]]
+
+
+def lincomb(y: Tensor, terms: Sequence[tuple[Tensor, float]]) -> Tensor:
+    """``y + sum(c * k for k, c in terms)`` with one kernel per term.
+
+    Arguments:
+        y: the base tensor (not modified).
+        terms: ``(k, c)`` pairs with nonzero scalar ``c``.
+
+    Returns:
+        A new tensor (``y`` itself when ``terms`` is empty).
+    """
+    if not terms:
+        return y
+    k, c = terms[0]
+    out = torch.add(y, k, alpha=c)
+    for k, c in terms[1:]:
+        out.add_(k, alpha=c)
+    return out
+
+
+def weighted_sum(terms: Sequence[tuple[Tensor, float]]) -> Tensor:
+    """``sum(c * k for k, c in terms)`` for a non-empty list of terms."""
+    k, c = terms[0]
+    out = torch.mul(k, c)
+    for k, c in terms[1:]:
+        out.add_(k, alpha=c)
+    return out
+
+
+def _combine(
+    y: tuple[Tensor, ...],
+    ks: list[tuple[Tensor, ...]],
+    coeffs: tuple[tuple[int, float], ...],
+    h: float,
+) -> tuple[Tensor, ...]:
+    return tuple(lincomb(leaf, [(ks[j][i], h * a) for j, a in coeffs]) for i, leaf in enumerate(y))
+
+
+def _error(
+    ks: list[tuple[Tensor, ...]], coeffs: tuple[tuple[int, float], ...], h: float, n: int
+) -> tuple[Tensor, ...]:
+    with torch.no_grad():
+        return tuple(weighted_sum([(ks[j][i], h * e) for j, e in coeffs]) for i in range(n))
+
+
+def rk_step(
+    tableau: ButcherTableau,
+    func: LeafFunc,
+    t: float,
+    y: tuple[Tensor, ...],
+    f0: tuple[Tensor, ...] | None,
+    h: float,
+) -> StepResult:
+    """One explicit Runge-Kutta step of (signed) size ``h`` from ``(t, y)``.
+
+    Arguments:
+        tableau: the method.
+        func: the right-hand side on leaves.
+        t: the current time.
+        y: the current state's leaves.
+        f0: ``func(t, y)`` if already known (FSAL, or after a rejected step),
+            else ``None`` and it is evaluated here.
+        h: the signed step size (negative integrates backward in time).
+
+    Returns:
+        The :class:`StepResult`.
+    """
+    k0 = func(t, y) if f0 is None else f0
+    ks = [k0]
+    c = tableau.c
+    last = tableau.stages - 1
+    y1: tuple[Tensor, ...] | None = None
+    for i in range(1, tableau.stages):
+        yi = _combine(y, ks, tableau.stage_terms[i], h)
+        if tableau.fsal and i == last:
+            y1 = yi
+        ks.append(func(t + c[i] * h, yi))
+    f1 = None
+    if y1 is None:
+        y1 = _combine(y, ks, tableau.b_terms, h)
+    else:
+        f1 = ks[-1]
+    n = len(y)
+    err = _error(ks, tableau.error_terms, h, n) if tableau.error_terms else None
+    err2 = _error(ks, tableau.error2_terms, h, n) if tableau.error2_terms else None
+    return StepResult(y1=y1, f1=f1, err=err, err2=err2, ks=ks)
+
+
+def dense_state(
+    tableau: ButcherTableau,
+    y: tuple[Tensor, ...],
+    ks: list[tuple[Tensor, ...]],
+    h: float,
+    theta: float,
+) -> tuple[Tensor, ...]:
+    """The continuous extension ``y + h sum_j b_j(theta) k_j`` inside a step.
+
+    Arguments:
+        tableau: a method with dense output.
+        y: the state at the start of the step.
+        ks: the step's stage derivatives.
+        h: the signed step size.
+        theta: the fraction of the step, in ``[0, 1]``.
+    """
+    return _combine(y, ks, tableau.dense_weights(theta), h)
