@@ -1,0 +1,141 @@
+"""Closed-form CNF problems: fields whose flow and log-density are known exactly.
+
+Plugin authors check integrators, trace estimators and gradient strategies on
+a CNF against these references (in float64). Conventions follow GUIDE §1: the
+base ``N(0, I)`` sits at ``t0``, data at ``t1``, and
+``log p_t1(x) = log p_t0(z) - integral_{t0}^{t1} tr(df/dx) dt`` with ``z`` the
+point ``x`` flows back to.
+
+Problems:
+    * affine, possibly time-dependent: ``f(t, x) = (1 + c t) (M x + b)``; the
+      flow over ``[t0, t1]`` is ``expm(S [[M, b], [0, 0]])`` on ``[x; 1]`` with
+      ``S = (t1 - t0) + c (t1^2 - t0^2) / 2``, and the divergence integral is
+      ``S tr(M)`` (``c = 0`` gives the constant field ``A = M``);
+    * elementwise nonlinear: ``f(x) = a * tanh(x)``, whose flow is
+      ``sinh(x(t)) = sinh(x(s)) exp(a (t - s))`` per coordinate, with
+      ``dx(t)/dx(s) = exp(a (t - s)) cosh(x(s)) / cosh(x(t))``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from flowkit.interfaces import VectorField
+from flowkit.plugins.vector_fields import LinearField
+
+__all__ = [
+    "TanhField",
+    "affine_field",
+    "affine_log_prob",
+    "affine_pull_back",
+    "standard_normal_log_prob",
+    "tanh_log_prob",
+    "tanh_pull_back",
+    "time_integral",
+]
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """``log N(z; 0, I)`` per row."""
+    return -0.5 * z.pow(2).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+
+
+def time_integral(rate: float, t0: float, t1: float) -> float:
+    """``S = integral_{t0}^{t1} (1 + rate t) dt``."""
+    return (t1 - t0) + rate * (t1**2 - t0**2) / 2
+
+
+def affine_field(matrix: Tensor, bias: Tensor | None = None, rate: float = 0.0) -> LinearField:
+    """The ``linear`` field ``f(t, x) = (1 + rate t) (matrix x + bias)``.
+
+    Arguments:
+        matrix: ``M``, shape ``(dim, dim)``.
+        bias: ``b``, shape ``(dim,)`` (default zeros).
+        rate: ``c``; 0 gives a time-independent field.
+    """
+    dim = matrix.shape[0]
+    bias = torch.zeros(dim, dtype=matrix.dtype) if bias is None else bias
+    if rate == 0.0:
+        return LinearField(dim=dim, matrix=matrix, bias=bias)
+    return LinearField(
+        dim=dim,
+        matrix=matrix,
+        bias=bias,
+        time_dependent=True,
+        time_matrix=rate * matrix,
+        time_bias=rate * bias,
+    )
+
+
+def affine_pull_back(
+    x: Tensor,
+    matrix: Tensor,
+    bias: Tensor | None = None,
+    *,
+    rate: float = 0.0,
+    t0: float = 0.0,
+    t1: float = 1.0,
+) -> Tensor:
+    """Where the affine flow takes ``x`` at ``t1`` back to at ``t0``."""
+    dim = matrix.shape[0]
+    aug = torch.zeros(dim + 1, dim + 1, dtype=x.dtype, device=x.device)
+    aug[:dim, :dim] = matrix
+    if bias is not None:
+        aug[:dim, dim] = bias
+    back = torch.linalg.matrix_exp(-time_integral(rate, t0, t1) * aug)
+    return x @ back[:dim, :dim].T + back[:dim, dim]
+
+
+def affine_log_prob(
+    x: Tensor,
+    matrix: Tensor,
+    bias: Tensor | None = None,
+    *,
+    rate: float = 0.0,
+    t0: float = 0.0,
+    t1: float = 1.0,
+) -> Tensor:
+    """The exact ``log p_t1(x)`` of the affine CNF with a standard normal base."""
+    z = affine_pull_back(x, matrix, bias, rate=rate, t0=t0, t1=t1)
+    return standard_normal_log_prob(z) - time_integral(rate, t0, t1) * torch.trace(matrix)
+
+
+class TanhField(VectorField):
+    """The elementwise field ``f(x) = a * tanh(x)`` with its closed-form divergence.
+
+    Arguments:
+        rates: ``a``, shape ``(dim,)``.
+    """
+
+    has_divergence = True
+
+    def __init__(self, *, rates: Tensor) -> None:
+        super().__init__()
+        self.rates = torch.nn.Parameter(torch.as_tensor(rates).clone())
+        self.dim = self.rates.shape[0]
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        """``a * tanh(x)``."""
+        return self.rates * torch.tanh(x)
+
+    def divergence(self, t: Tensor, x: Tensor) -> Tensor:
+        """``sum_i a_i sech^2(x_i)``."""
+        return (self.rates / torch.cosh(x).pow(2)).sum(-1)
+
+
+def tanh_pull_back(x: Tensor, rates: Tensor, *, t0: float = 0.0, t1: float = 1.0) -> Tensor:
+    """Where ``f = a tanh(x)`` takes ``x`` at ``t1`` back to at ``t0``."""
+    return torch.asinh(torch.sinh(x) * torch.exp(-rates * (t1 - t0)))
+
+
+def tanh_log_prob(x: Tensor, rates: Tensor, *, t0: float = 0.0, t1: float = 1.0) -> Tensor:
+    """The exact ``log p_t1(x)`` of the ``a tanh(x)`` CNF with a standard normal base.
+
+    ``log|det dz/dx| = sum_i (-a_i (t1 - t0) + log cosh(x_i) - log cosh(z_i))``.
+    """
+    z = tanh_pull_back(x, rates, t0=t0, t1=t1)
+    log_det = (-rates * (t1 - t0) + torch.log(torch.cosh(x)) - torch.log(torch.cosh(z))).sum(-1)
+    return standard_normal_log_prob(z) + log_det
