@@ -6,6 +6,7 @@ plugin: the registry is built on first use (:func:`get_registry`).
 """
 
 from flowkit._version import __version__
+from flowkit.cnf import CNF, CNFSequence, compose
 from flowkit.compat import Compatibility, check_compatibility, ensure_compatible
 from flowkit.errors import (
     FlowkitError,
@@ -31,6 +32,8 @@ from flowkit.registry import ComponentSpec, Registry, build_registry, get_regist
 from flowkit.solution import Solution, SolverStats
 
 __all__ = [
+    "CNF",
+    "CNFSequence",
     "ENTRY_POINT_GROUP",
     "PROJECT_NAME",
     "Compatibility",
@@ -56,6 +59,7 @@ __all__ = [
     "__version__",
     "build_registry",
     "check_compatibility",
+    "compose",
     "ensure_compatible",
     "get_registry",
     "hookimpl",
