@@ -109,10 +109,9 @@ def _exact_by_loop(field: nn.Module, t: Tensor, x: Tensor) -> tuple[Tensor, Tens
     with torch.enable_grad():
         f = field(t, xl)
         div = torch.zeros(x.shape[0], dtype=f.dtype, device=f.device)
-        basis = torch.zeros_like(f)
         for i in range(x.shape[1]):
-            basis.zero_()
-            basis[:, i] = 1
+            basis = torch.zeros_like(f)
+            basis[:, i] = 1  # a fresh tensor: create_graph keeps it in the graph
             div = div + _vjp(f, xl, basis, track)[:, i]
     return _finish(f, div, track)
 
@@ -143,8 +142,10 @@ class ExactTrace(TraceEstimator):
 
     Fallback: a field that ``torch.func`` cannot transform (for instance one
     using a custom ``torch.autograd.Function`` without vmap support) is
-    evaluated with the per-dimension loop of ``exact_loop`` instead, with one
-    ``RuntimeWarning`` per field; the value is the same, only slower.
+    evaluated with the per-dimension loop of ``exact_loop`` instead, with a
+    ``RuntimeWarning``; the value is the same, only slower. The same happens
+    inside contexts ``torch.func`` refuses, such as saved-tensor hooks (the
+    ``checkpoint`` gradient strategy's recomputation).
 
     Memory: the batched pullback holds ``dim`` copies of the backward
     intermediates, ``O(dim * batch * width)``; pass ``chunk_size`` to bound it.
@@ -167,7 +168,9 @@ class ExactTrace(TraceEstimator):
         try:
             return self._vectorised(field, t, x)
         except (RuntimeError, NotImplementedError, TypeError) as exc:
-            if isinstance(field, nn.Module):
+            # Saved-tensor hooks (e.g. activation checkpointing) are a property of the
+            # calling context, not of the field: only remember field-specific failures.
+            if isinstance(field, nn.Module) and "saved tensor hooks" not in str(exc):
                 self._fallback_fields.add(field)
             warnings.warn(
                 f"'exact' trace: torch.func cannot transform {type(field).__name__} "
