@@ -1,0 +1,24 @@
+"""Training continuous normalizing flows: configuration, loop, checkpoints, outputs.
+
+``flowkit train`` (see :mod:`flowkit.cli.train_cmd`) is a thin layer over
+:func:`train`; :class:`Trainer` exposes the loop step by step.
+"""
+
+from flowkit.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from flowkit.train.config import ConfigError, TrainConfig, dump_toml, load_toml
+from flowkit.train.run import train, write_outputs
+from flowkit.train.trainer import Trainer, TrainResult
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "dump_toml",
+    "load_checkpoint",
+    "load_toml",
+    "save_checkpoint",
+    "train",
+    "write_outputs",
+]

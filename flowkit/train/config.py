@@ -1,0 +1,377 @@
+"""Training configuration: one dataclass that a TOML file and the command line both fill.
+
+Every field of :class:`TrainConfig` is one command-line option (``--field-name``)
+and one key of the TOML file (at the top level or in the section named by its
+``group``: ``[data]``, ``[model]``, ``[optim]``, ``[output]``, ``[run]``), so the
+two say exactly the same things. Components are chosen by registered name,
+with their options as TOML tables (``field_options = {hidden_dims = [64, 64]}``)
+or on the command line as ``--field-option hidden_dims=[64,64]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+
+from flowkit.errors import FlowkitError
+
+__all__ = [
+    "GROUPS",
+    "ConfigError",
+    "TrainConfig",
+    "config_fields",
+    "dump_toml",
+    "load_toml",
+    "parse_assignment",
+]
+
+GROUPS: tuple[str, ...] = ("data", "model", "optim", "output", "run")
+"""The TOML sections a configuration file may group its keys into."""
+
+
+class ConfigError(FlowkitError, ValueError):
+    """An invalid training configuration: unknown key, wrong type or value."""
+
+
+def _opt(group: str, help: str, default: Any = None) -> Any:
+    return field(default=default, metadata={"group": group, "help": help})
+
+
+def _meta(group: str, help: str) -> dict[str, str]:
+    return {"group": group, "help": help}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run.
+
+    The defaults train FFJORD's toy model on ``8gaussians`` in about two minutes
+    on two CPU cores (see the README's recommended settings).
+    """
+
+    # -- data -----------------------------------------------------------------------
+    data: str = _opt(
+        "data",
+        "Data set: 8gaussians, pinwheel, moons, circles, rings, swissroll, 2spirals, "
+        "checkerboard, digits, or a .npy/.csv file of shape (samples, features).",
+        "8gaussians",
+    )
+    n_train: int = _opt("data", "Training samples drawn from a toy density.", 50_000)
+    n_val: int = _opt("data", "Validation samples drawn from a toy density.", 2_000)
+    n_test: int = _opt("data", "Test samples drawn from a toy density.", 5_000)
+    val_fraction: float = _opt("data", "Validation fraction of digits or a file.", 0.1)
+    test_fraction: float = _opt("data", "Test fraction of digits or a file.", 0.1)
+    standardize: bool = _opt("data", "Standardise a file's features (training statistics).", True)
+    # -- model ----------------------------------------------------------------------
+    field: str = _opt(
+        "model", "Vector field (registered name; see `flowkit list`).", "concatsquash"
+    )
+    field_options: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {"hidden": [64, 64, 64], "activation": "tanh"},
+        metadata=_meta("model", "Vector-field options, KEY=VALUE (TOML values)."),
+    )
+    integrator: str = _opt("model", "Integrator (registered name).", "dopri5")
+    integrator_options: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {"rtol": 1e-5, "atol": 1e-5},
+        metadata=_meta("model", "Integrator options, KEY=VALUE (TOML values)."),
+    )
+    trace: str = _opt("model", "Trace estimator (registered name).", "exact")
+    trace_options: dict[str, Any] = dataclasses.field(
+        default_factory=dict, metadata=_meta("model", "Trace-estimator options, KEY=VALUE.")
+    )
+    gradient: str = _opt("model", "Gradient strategy (registered name).", "adjoint")
+    gradient_options: dict[str, Any] = dataclasses.field(
+        default_factory=dict, metadata=_meta("model", "Gradient-strategy options, KEY=VALUE.")
+    )
+    t1: float = _opt("model", "End time of the flow (base at t0 = 0, data at t1).", 0.5)
+    regularizers: dict[str, float] = dataclasses.field(
+        default_factory=dict,
+        metadata=_meta("model", "Regularizer weights, NAME=WEIGHT (e.g. kinetic_energy=0.01)."),
+    )
+    regularizer_options: dict[str, dict[str, Any]] = dataclasses.field(
+        default_factory=dict, metadata=_meta("model", "Regularizer options, NAME.KEY=VALUE.")
+    )
+    steer: float = _opt(
+        "model",
+        "STEER: during training draw the end time uniformly from [t1 - b, t1 + b] "
+        "with this b (0 turns it off; must be < t1).",
+        0.0,
+    )
+    # -- optimisation ---------------------------------------------------------------
+    batch_size: int = _opt("optim", "Global batch size (split across processes).", 512)
+    iterations: int = _opt("optim", "Training iterations (an upper bound with a time budget).", 800)
+    time_budget: float | None = _opt(
+        "optim", "Stop after this many seconds of training (evaluation excluded).", None
+    )
+    lr: float = _opt("optim", "Adam learning rate.", 1e-3)
+    weight_decay: float = _opt("optim", "Adam weight decay.", 1e-5)
+    lr_schedule: Literal["constant", "cosine"] = _opt(
+        "optim", "Learning-rate schedule over the iterations: constant or cosine.", "constant"
+    )
+    warmup: int = _opt("optim", "Linear learning-rate warm-up iterations.", 0)
+    grad_clip: float | None = _opt("optim", "Clip the gradient norm to this value.", None)
+    val_every: int = _opt("optim", "Validate every this many iterations.", 100)
+    val_size: int | None = _opt("optim", "Validation samples used (all if unset).", None)
+    patience: int | None = _opt(
+        "optim", "Early stopping: validations without improvement before stopping.", None
+    )
+    eval_batch_size: int = _opt("optim", "Batch size for validation, test and plots.", 5_000)
+    # -- output ---------------------------------------------------------------------
+    out_dir: str | None = _opt("output", "Run directory (default runs/<timestamp>).", None)
+    log_format: Literal["csv", "jsonl"] = _opt("output", "Metrics log: csv or jsonl.", "csv")
+    tensorboard: bool | None = _opt(
+        "output", "TensorBoard logs (default: when the tensorboard package is installed).", None
+    )
+    checkpoint_every: int = _opt("output", "Write a checkpoint every this many iterations.", 200)
+    plots: bool = _opt("output", "Write PNG plots at the end.", True)
+    progress: bool = _opt("output", "Show a progress bar.", True)
+    # -- run ------------------------------------------------------------------------
+    seed: int = _opt("run", "Seed of the data, the model, the probes and the sampler.", 0)
+    device: str = _opt("run", "Device: auto, cpu, cuda, cuda:1, ...", "auto")
+    dtype: Literal["float32", "float64"] = _opt("run", "Floating-point type.", "float32")
+    nproc: int = _opt("run", "Processes for distributed training (gloo on CPU, NCCL on CUDA).", 1)
+    threads: int | None = _opt("run", "torch.set_num_threads per process (default: torch's).", None)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- validation ---------------------------------------------------------------------
+    def validate(self) -> None:
+        """Check types and ranges of every field.
+
+        Raises:
+            ConfigError: naming the field, the value and what is allowed.
+        """
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            setattr(self, f.name, _coerce(f.name, value, hints[f.name]))
+        positive = (
+            "n_train",
+            "n_val",
+            "n_test",
+            "batch_size",
+            "iterations",
+            "val_every",
+            "eval_batch_size",
+            "checkpoint_every",
+            "nproc",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
+        for name in ("lr", "t1"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
+        for name in ("weight_decay", "steer", "warmup"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}.")
+        for name in ("time_budget", "grad_clip", "val_size", "patience", "threads"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be positive when set, got {value}.")
+        if self.steer >= self.t1:
+            raise ConfigError(
+                f"steer={self.steer} must be smaller than t1={self.t1}, or the end time "
+                "could reach the base time; use e.g. steer = t1 / 2."
+            )
+        if self.batch_size % self.nproc:
+            raise ConfigError(
+                f"batch_size={self.batch_size} must be divisible by nproc={self.nproc} so every "
+                "process gets an equal share of the global batch."
+            )
+        for name, weight in self.regularizers.items():
+            if not math.isfinite(weight) or weight < 0:
+                raise ConfigError(f"regularizers.{name} weight must be >= 0, got {weight}.")
+        for name in self.regularizer_options:
+            if name not in self.regularizers:
+                raise ConfigError(
+                    f"regularizer_options given for {name!r}, which is not among the "
+                    f"regularizers {sorted(self.regularizers) or '(none)'}; add a weight "
+                    f"with --regularizer {name}=WEIGHT."
+                )
+
+    # -- conversion ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dictionary of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "configuration") -> TrainConfig:
+        """Build from a flat or grouped dictionary (as read from TOML).
+
+        Raises:
+            ConfigError: unknown keys (with the closest matches) or bad values.
+        """
+        flat = _flatten(values, source)
+        return cls(**flat)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated)."""
+        unknown = sorted(set(changes) - set(config_fields()))
+        if unknown:
+            raise ConfigError(_unknown_message(unknown, "replace()"))
+        return dataclasses.replace(self, **changes)
+
+
+def config_fields() -> dict[str, dataclasses.Field[Any]]:
+    """The fields of :class:`TrainConfig`, by name, in declaration order."""
+    return {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _unknown_message(unknown: list[str], source: str) -> str:
+    names = list(config_fields())
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, names, n=2, cutoff=0.6)
+        parts.append(
+            f"{key!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")
+        )
+    return (
+        f"Unknown configuration key(s) in {source}: {', '.join(parts)}. "
+        f"Valid keys: {', '.join(names)}."
+    )
+
+
+def _flatten(values: dict[str, Any], source: str) -> dict[str, Any]:
+    known = config_fields()
+    flat: dict[str, Any] = {}
+    unknown: list[str] = []
+    for key, value in values.items():
+        if key in GROUPS and isinstance(value, dict):  # a section ([data] is also a key)
+            for sub, subvalue in value.items():
+                f = known.get(sub)
+                if f is None:
+                    unknown.append(f"{key}.{sub}")
+                    continue
+                if f.metadata["group"] != key:
+                    raise ConfigError(
+                        f"{source}: {sub!r} belongs in [{f.metadata['group']}], not [{key}]."
+                    )
+                flat[sub] = subvalue
+        elif key in known:
+            flat[key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ConfigError(_unknown_message(unknown, source))
+    return flat
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(name, value, inner)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name} must be one of {', '.join(map(repr, args))}, got {value!r}.")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}.")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{name} must be an integer, got {value!r}.")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}.")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}.")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a table of KEY = VALUE, got {value!r}.")
+        value_hint = args[1]
+        return {
+            str(k): (_coerce(f"{name}.{k}", v, value_hint) if value_hint is not Any else v)
+            for k, v in value.items()
+        }
+    return value
+
+
+# -- TOML --------------------------------------------------------------------------------
+def load_toml(path: str | Path) -> TrainConfig:
+    """Read a configuration file.
+
+    Raises:
+        ConfigError: a missing or malformed file, unknown keys, bad values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Configuration file {path} does not exist.")
+    try:
+        values = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}.") from None
+    return TrainConfig.from_dict(values, source=str(path))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return (
+            repr(value)
+            if math.isfinite(value)
+            else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+        )
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise ConfigError(f"Cannot write {value!r} ({type(value).__name__}) to TOML.")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
+def dump_toml(config: TrainConfig) -> str:
+    """The configuration as a TOML document, grouped in sections; unset options are omitted."""
+    lines: list[str] = []
+    for group in GROUPS:
+        lines.append(f"[{group}]")
+        for name, f in config_fields().items():
+            value = getattr(config, name)
+            if f.metadata["group"] == group and value is not None:
+                lines.append(f"{name} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def parse_assignment(text: str, *, option: str) -> tuple[str, Any]:
+    """Parse ``KEY=VALUE`` from the command line, reading VALUE as TOML (else a string).
+
+    Raises:
+        ConfigError: when there is no ``=`` or the key is empty.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"{option} expects KEY=VALUE, got {text!r}.")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key, value

@@ -1,0 +1,557 @@
+"""The training loop: Adam on the negative log-likelihood plus weighted regularizers.
+
+:class:`Trainer` owns one run: the data, the model, the optimiser and schedule,
+the sampler and every random generator, the logs and the checkpoints. Its
+:meth:`~Trainer.step`, :meth:`~Trainer.validate` and :meth:`~Trainer.evaluate`
+are public so that a benchmark can drive it step by step; :meth:`~Trainer.fit`
+runs the whole loop (iterations or a time budget, validation at intervals,
+early stopping, checkpoints, progress bar) and returns a :class:`TrainResult`.
+
+References:
+    Grathwohl et al. "FFJORD", ICLR 2019 (the model and the toy setting).
+    Finlay et al. "How to train your neural ODE", ICML 2020 (regularizers).
+    Ghosh et al. "STEER: Simple Temporal Regularization For Neural ODEs",
+    NeurIPS 2020 (a random end time during training).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from flowkit.data import BatchSampler, DataSplits, load_dataset
+from flowkit.errors import InvalidInputError
+from flowkit.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from flowkit.train.config import ConfigError, TrainConfig, dump_toml
+from flowkit.train.distributed import DistContext
+from flowkit.train.logger import MetricsLogger, tensorboard_available
+from flowkit.train.model import build_model, resolve_device
+
+__all__ = ["TrainResult", "Trainer", "default_run_dir"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+RESULTS_NAME = "results.json"
+CONFIG_NAME = "config.toml"
+
+
+def default_run_dir(root: str | Path = "runs") -> Path:
+    """``runs/<timestamp>`` (a fresh name; a suffix is added if it exists)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / stamp
+    n = 1
+    while path.exists():
+        path = Path(root) / f"{stamp}-{n}"
+        n += 1
+    return path
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :meth:`Trainer.fit` (also written to ``results.json``).
+
+    Attributes:
+        run_dir: where logs, checkpoints and plots are.
+        iterations: iterations completed.
+        stop_reason: ``"iterations"``, ``"time_budget"`` or ``"early_stopping"``.
+        train_seconds: wall time spent in training steps (evaluation excluded).
+        best_val_nll: the best validation NLL (model space, nats), if validated.
+        best_iteration: the iteration of the best validation NLL.
+        test_nll: test NLL of the returned model (model space, nats per sample).
+        test_nll_data: the same in the data's own units.
+        test_bits_per_dim: bits per dimension for quantised data (digits).
+        final_loss: the last training loss.
+    """
+
+    run_dir: str
+    iterations: int
+    stop_reason: str
+    train_seconds: float
+    best_val_nll: float | None
+    best_iteration: int | None
+    test_nll: float
+    test_nll_data: float
+    test_bits_per_dim: float | None
+    final_loss: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _LossModule(nn.Module):
+    """Wraps the CNF so DistributedDataParallel sees one forward call per step."""
+
+    def __init__(self, cnf: nn.Module) -> None:
+        super().__init__()
+        self.cnf = cnf
+
+    def forward(self, x: Tensor, t1: float | None) -> tuple[Tensor, Tensor]:
+        return self.cnf.log_prob_and_regularization(x, t1=t1)  # type: ignore[no-any-return]
+
+
+def _dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+class Trainer:
+    """One training run of a CNF.
+
+    Arguments:
+        config: the run's configuration.
+        run_dir: where to write (default ``config.out_dir`` or ``runs/<timestamp>``).
+        resume: continue from ``run_dir/checkpoint.pt`` (the configuration must
+            be the one the run was started with, apart from iterations,
+            time budget and output switches).
+        data: already loaded data (default: loaded from ``config``).
+        context: this process's rank in a distributed run.
+        write: write logs, checkpoints and results (off for a throw-away trainer).
+
+    Raises:
+        InvalidInputError: bad data, before any training.
+        CheckpointError: on resume, a missing, corrupt or foreign checkpoint.
+        ConfigError: on resume, a configuration that differs from the run's.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+        data: DataSplits | None = None,
+        context: DistContext | None = None,
+        write: bool = True,
+    ) -> None:
+        self.config = config
+        self.ctx = context or DistContext()
+        self.write = write and self.ctx.is_main
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        self.device = resolve_device(config.device, rank=self.ctx.rank)
+        self.dtype = _dtype(config.dtype)
+        self.run_dir = Path(run_dir or config.out_dir or default_run_dir())
+
+        self.data = data or load_dataset(
+            config.data,
+            seed=config.seed,
+            n_train=config.n_train,
+            n_val=config.n_val,
+            n_test=config.n_test,
+            val_fraction=config.val_fraction,
+            test_fraction=config.test_fraction,
+            standardize=config.standardize,
+            dtype=self.dtype,
+            device=self.device,
+        )
+        self._check_data()
+
+        torch.manual_seed(config.seed)  # the same initial weights on every rank
+        self.model = build_model(config, self.data.dim, device=self.device, dtype=self.dtype)
+        self.loss_module: nn.Module = _LossModule(self.model)
+        if self.ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.loss_module = DistributedDataParallel(self.loss_module, device_ids=ids)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.sampler = BatchSampler(len(self.data.train), config.batch_size, seed=config.seed + 1)
+        # Probes (global torch RNG) differ per rank; STEER and dequantisation draws are
+        # shared by all ranks, since they apply to the global batch.
+        torch.manual_seed(config.seed + 2 + 1_000_003 * self.ctx.rank)
+        self.steer_generator = torch.Generator().manual_seed(config.seed + 3)
+        self.dequant_generator = torch.Generator().manual_seed(config.seed + 4)
+        self.reg_names = list(config.regularizers)
+        self.reg_weights = torch.tensor(
+            [config.regularizers[n] for n in self.reg_names], dtype=self.dtype, device=self.device
+        )
+
+        self.iteration = 0
+        self.train_seconds = 0.0
+        self.best_val_nll: float | None = None
+        self.best_iteration: int | None = None
+        self.bad_validations = 0
+        self.best_state: dict[str, Tensor] | None = None
+        self.last_loss = math.nan
+        self.last_metrics: dict[str, Any] = {}
+        if resume:
+            self._resume()
+        self.logger: MetricsLogger | None = None
+        if self.write:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / CONFIG_NAME).write_text(dump_toml(config))
+            use_tb = config.tensorboard
+            if use_tb is None:
+                use_tb = tensorboard_available()
+            self.logger = MetricsLogger(
+                self.run_dir,
+                self.columns,
+                log_format=config.log_format,
+                tensorboard=bool(use_tb),
+                resume_from=self.iteration if resume else None,
+            )
+
+    # -- set-up --------------------------------------------------------------------------
+    @property
+    def columns(self) -> list[str]:
+        """The metric columns of the log."""
+        regs = [f"reg_{n}" for n in self.reg_names]
+        return [
+            "iteration",
+            "train_seconds",
+            "loss",
+            "nll",
+            *regs,
+            "nfe",
+            "backward_nfe",
+            "lr",
+            "t1",
+            "grad_norm",
+            "val_nll",
+        ]
+
+    def _check_data(self) -> None:
+        for split in ("train", "val", "test"):
+            x = getattr(self.data, split)
+            if x.dim() != 2 or len(x) == 0:
+                raise InvalidInputError(
+                    f"The {split} split has shape {tuple(x.shape)}; expected (samples, features) "
+                    "with at least one sample."
+                )
+            if not bool(torch.isfinite(x).all()):
+                raise InvalidInputError(f"The {split} split holds NaN or Inf values.")
+        if self.config.batch_size > len(self.data.train) * 10:
+            raise InvalidInputError(
+                f"batch_size={self.config.batch_size} is over ten times the {len(self.data.train)} "
+                "training samples; lower --batch-size or provide more data."
+            )
+
+    def _lr_factor(self, step: int) -> float:
+        c = self.config
+        factor = 1.0
+        if c.warmup and step < c.warmup:
+            factor = (step + 1) / c.warmup
+        if c.lr_schedule == "cosine":
+            span = max(1, c.iterations - c.warmup)
+            progress = min(1.0, max(0, step - c.warmup) / span)
+            factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
+        return factor
+
+    # -- one step ------------------------------------------------------------------------
+    def _end_time(self) -> float:
+        c = self.config
+        if c.steer <= 0:
+            return c.t1
+        u = float(torch.rand((), generator=self.steer_generator, dtype=torch.float64))
+        return c.t1 + c.steer * (2.0 * u - 1.0)
+
+    def next_batch(self) -> Tensor:
+        """The next global training batch (every rank draws the same one)."""
+        idx = self.sampler.next_indices().to(self.data.train.device)
+        return self.data.train_batch(idx, self.dequant_generator)
+
+    def compute_loss(self, x: Tensor, t1: float | None = None) -> tuple[Tensor, dict[str, Any]]:
+        """Loss of a local batch: mean NLL plus the weighted mean regularizers.
+
+        Returns:
+            ``(loss, metrics)`` with the NLL and each regularizer's mean.
+        """
+        logp, reg = self.loss_module(x, t1)
+        nll = -logp.mean()
+        loss = nll
+        metrics: dict[str, Any] = {"nll": nll.detach()}
+        if self.reg_names:
+            means = reg.mean(dim=0)
+            loss = loss + (self.reg_weights * means).sum()
+            for name, value in zip(self.reg_names, means.detach(), strict=True):
+                metrics[f"reg_{name}"] = value
+        return loss, metrics
+
+    def local_share(self, x: Tensor) -> Tensor:
+        """This rank's contiguous, equal share of a global batch."""
+        return x.chunk(self.ctx.world_size)[self.ctx.rank] if self.ctx.distributed else x
+
+    def step(self) -> dict[str, Any]:
+        """One optimisation step on the next batch; returns its metrics."""
+        start = time.perf_counter()
+        self.model.train()
+        t1 = self._end_time()
+        x = self.local_share(self.next_batch())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, metrics = self.compute_loss(x, t1)
+        if not bool(torch.isfinite(loss)):
+            raise FloatingPointError(
+                f"The training loss became {loss.item()} at iteration {self.iteration + 1}; "
+                "lower --lr, tighten the integrator tolerances, or add regularizers."
+            )
+        loss.backward()
+        stats = getattr(self.model, "last_stats", None)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), self.config.grad_clip or math.inf
+        )
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.iteration += 1
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.train_seconds += time.perf_counter() - start
+        values = {"loss": loss.detach(), **metrics}
+        if self.ctx.distributed:
+            names = list(values)
+            packed = torch.stack([values[n].to(torch.float64) for n in names])
+            dist.all_reduce(packed)
+            values = dict(zip(names, (packed / self.ctx.world_size).tolist(), strict=True))
+        else:
+            values = {k: float(v) for k, v in values.items()}
+        self.last_loss = values["loss"]
+        self.last_metrics = {
+            "iteration": self.iteration,
+            "train_seconds": round(self.train_seconds, 4),
+            **values,
+            "nfe": getattr(stats, "nfe", None),
+            "backward_nfe": getattr(stats, "backward_nfe", None),
+            "lr": lr,
+            "t1": t1,
+            "grad_norm": float(grad_norm),
+        }
+        return self.last_metrics
+
+    # -- evaluation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, x: Tensor, *, model: nn.Module | None = None) -> float:
+        """Mean NLL (model space, nats) of ``x`` at the configured end time.
+
+        The work is split across ranks and in chunks of ``eval_batch_size``.
+        Evaluation runs on its own random stream (fixed probes for a stochastic
+        trace), so it neither perturbs nor depends on the training stream.
+        """
+        model = model or self.model
+        model.eval()
+        share = x[self.ctx.rank :: self.ctx.world_size] if self.ctx.distributed else x
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.config.seed + 5)
+            for chunk in share.split(self.config.eval_batch_size):
+                total += -model.log_prob(chunk).to(torch.float64).sum()
+        if self.ctx.distributed:
+            dist.all_reduce(total)
+        return float(total) / len(x)
+
+    def validate(self) -> float:
+        """Validation NLL; updates the best model and the early-stopping counter."""
+        val = self.data.val
+        if self.config.val_size is not None:
+            val = val[: self.config.val_size]
+        nll = self.evaluate(val)
+        if self.best_val_nll is None or nll < self.best_val_nll:
+            self.best_val_nll = nll
+            self.best_iteration = self.iteration
+            self.bad_validations = 0
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        else:
+            self.bad_validations += 1
+        return nll
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _rng_states(self) -> dict[str, Any]:
+        torch_state = torch.get_rng_state()
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        if self.ctx.distributed:
+            gathered: list[Any] = [None] * self.ctx.world_size
+            dist.all_gather_object(gathered, (torch_state, cuda))
+            torch_states = [g[0] for g in gathered]
+            cuda_states = [g[1] for g in gathered]
+        else:
+            torch_states, cuda_states = [torch_state], [cuda]
+        return {
+            "torch": torch_states,
+            "cuda": cuda_states,
+            "sampler": self.sampler.state_dict(),
+            "steer": self.steer_generator.get_state(),
+            "dequant": self.dequant_generator.get_state(),
+        }
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything a resumed run needs, as tensors and plain values."""
+        return {
+            "config": json.dumps(self.config.to_dict(), sort_keys=True),
+            "iteration": self.iteration,
+            "train_seconds": self.train_seconds,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best_val_nll": self.best_val_nll,
+            "best_iteration": self.best_iteration,
+            "bad_validations": self.bad_validations,
+            "best_model": self.best_state,
+            "last_loss": self.last_loss,
+            "world_size": self.ctx.world_size,
+            "rng": self._rng_states(),
+        }
+
+    def save(self) -> Path | None:
+        """Write ``checkpoint.pt`` atomically (every rank joins; the main one writes)."""
+        state = self.checkpoint_state()
+        if not self.write:
+            return None
+        return save_checkpoint(state, self.run_dir / CHECKPOINT_NAME)
+
+    _RESUME_MAY_CHANGE = frozenset(
+        {
+            "iterations",
+            "time_budget",
+            "progress",
+            "plots",
+            "tensorboard",
+            "checkpoint_every",
+            "out_dir",
+            "threads",
+            "device",
+        }
+    )
+
+    def _resume(self) -> None:
+        state = load_checkpoint(self.run_dir / CHECKPOINT_NAME, map_location=self.device)
+        saved = json.loads(state["config"])
+        current = json.loads(json.dumps(self.config.to_dict()))
+        changed = sorted(
+            k for k in saved if saved.get(k) != current.get(k) and k not in self._RESUME_MAY_CHANGE
+        )
+        if changed:
+            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+            raise ConfigError(
+                f"Cannot resume {self.run_dir} with a different configuration ({detail}); "
+                "only iterations, time_budget and output options may change."
+            )
+        if state.get("world_size", 1) != self.ctx.world_size:
+            raise ConfigError(
+                f"The run was checkpointed with {state.get('world_size')} process(es); resume "
+                f"it with --nproc {state.get('world_size')}."
+            )
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(
+                f"{self.run_dir / CHECKPOINT_NAME} does not fit this model: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
+        self.iteration = int(state["iteration"])
+        self.train_seconds = float(state["train_seconds"])
+        self.best_val_nll = state["best_val_nll"]
+        self.best_iteration = state["best_iteration"]
+        self.bad_validations = int(state["bad_validations"])
+        self.best_state = state["best_model"]
+        self.last_loss = float(state["last_loss"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"][self.ctx.rank].cpu())
+        cuda = rng["cuda"][self.ctx.rank]
+        if cuda is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda.cpu(), self.device)
+        self.sampler.load_state_dict({k: v.cpu() for k, v in rng["sampler"].items()})
+        self.steer_generator.set_state(rng["steer"].cpu())
+        self.dequant_generator.set_state(rng["dequant"].cpu())
+
+    # -- the loop ------------------------------------------------------------------------
+    def _should_stop(self) -> str | None:
+        c = self.config
+        reason = None
+        if self.iteration >= c.iterations:
+            reason = "iterations"
+        elif c.time_budget is not None and self.train_seconds >= c.time_budget:
+            reason = "time_budget"
+        elif c.patience is not None and self.bad_validations >= c.patience:
+            reason = "early_stopping"
+        if self.ctx.distributed and c.time_budget is not None:  # clocks differ across ranks
+            flag = torch.tensor([0.0 if reason is None else 1.0], device=self.device)
+            dist.broadcast(flag, 0)
+            if flag.item() and reason is None:
+                reason = "time_budget"
+            elif not flag.item():
+                reason = None
+        return reason
+
+    def fit(self, callback: Callable[[Trainer, dict[str, Any]], None] | None = None) -> TrainResult:
+        """Train until the iterations, the time budget or the patience run out.
+
+        Arguments:
+            callback: called as ``callback(trainer, row)`` after each validation.
+
+        Returns:
+            The :class:`TrainResult` (also written to ``results.json``).
+        """
+        from tqdm.auto import tqdm
+
+        c = self.config
+        bar = tqdm(
+            total=c.iterations,
+            initial=self.iteration,
+            disable=not (c.progress and self.ctx.is_main),
+            dynamic_ncols=True,
+            unit="it",
+        )
+        reason = self._should_stop()
+        try:
+            while reason is None:
+                row = self.step()
+                if self.iteration % c.val_every == 0:
+                    row["val_nll"] = self.validate()
+                    if callback is not None:
+                        callback(self, row)
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{row['loss']:.4f}",
+                    nfe=row["nfe"],
+                    val=f"{self.best_val_nll:.4f}" if self.best_val_nll is not None else "-",
+                    refresh=False,
+                )
+                if self.logger is not None:
+                    self.logger.log(row)
+                reason = self._should_stop()
+                if self.iteration % c.checkpoint_every == 0 or reason is not None:
+                    self.save()
+        finally:
+            bar.close()
+            if self.logger is not None:
+                self.logger.close()
+        return self.finish(reason or "iterations")
+
+    def final_model(self) -> nn.Module:
+        """The model to report: the best validated weights, or the last ones."""
+        if self.best_state is None:
+            return self.model
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(self.best_state)
+        return model
+
+    def finish(self, reason: str) -> TrainResult:
+        """Test the final model and write ``results.json``."""
+        model = self.final_model()
+        test_nll = self.evaluate(self.data.test, model=model)
+        result = TrainResult(
+            run_dir=str(self.run_dir),
+            iterations=self.iteration,
+            stop_reason=reason,
+            train_seconds=self.train_seconds,
+            best_val_nll=self.best_val_nll,
+            best_iteration=self.best_iteration,
+            test_nll=test_nll,
+            test_nll_data=self.data.nll_in_data_units(test_nll),
+            test_bits_per_dim=self.data.bits_per_dim(test_nll),
+            final_loss=self.last_loss,
+        )
+        if self.write:
+            (self.run_dir / RESULTS_NAME).write_text(json.dumps(asdict(result), indent=2) + "\n")
+        return result
