@@ -205,24 +205,28 @@ class PIController:
 
     After an accepted step with error ratio ``r_n`` (the previous accepted one
     ``r_{n-1}``) the factor is ``safety * r_n^(-alpha) * r_{n-1}^beta`` with
-    ``alpha = 1/k - 0.75 beta`` and ``beta = 0.2/k`` (Hairer's choice, 0.04
-    for DOPRI5), clipped to ``[min_factor, max_factor]`` and never above 1 right
-    after a rejection. A rejected step shrinks by ``max(min_factor,
-    safety * r^(-1/k))``.
+    ``alpha = 1/k - 0.75 beta``, clipped to ``[min_factor, max_factor]`` and
+    never above 1 right after a rejection. A rejected step shrinks by
+    ``max(min_factor, safety * r^(-1/k))``. ``beta = 0`` is the classic
+    integral (I) controller that torchdiffeq uses; Hairer's PI choice for
+    DOPRI5 is ``beta = 0.04`` (``0.2/k`` in general), which damps step-size
+    oscillations on mildly stiff problems at the price of more steps on smooth
+    ones.
 
     Arguments:
         exponent: ``k``, the error order of the method plus one.
+        beta: the weight of the previous error ratio (default 0).
         safety: the safety factor (0.9).
         min_factor, max_factor: bounds of the factor (0.2, 10).
     """
 
     exponent: int
+    beta: float = 0.0
     safety: float = 0.9
     min_factor: float = 0.2
     max_factor: float = 10.0
 
     def __post_init__(self) -> None:
-        self.beta = 0.2 / self.exponent
         self.alpha = 1.0 / self.exponent - 0.75 * self.beta
         self.prev_ratio = 1e-4
         self.rejected_last = False

@@ -324,6 +324,10 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
         norm: a callable taking the tuple of scaled-error leaves and returning
             a scalar (default: RMS over all leaves); e.g. a seminorm that
             ignores some leaves.
+        controller_beta: the PI controller's weight of the previous error
+            ratio (default 0, the integral controller, which takes the same
+            steps as torchdiffeq; Hairer's PI value for dopri5 is 0.04, see
+            :class:`~flowkit.rk.control.PIController`).
 
     Raises:
         TypeError: for an unknown option or a wrongly typed value.
@@ -343,6 +347,7 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
         max_steps: int = 100_000,
         on_max_steps: OnMaxSteps = "raise",
         norm: ErrorNorm | None = None,
+        controller_beta: float = 0.0,
     ) -> None:
         self.rtol = _validate_tol("rtol", rtol)
         self.atol = _validate_tol("atol", atol)
@@ -360,6 +365,10 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
         if norm is not None and not callable(norm):
             raise TypeError(f"norm must be callable, got {type(norm).__name__}.")
         self.norm: ErrorNorm = norm or rms_norm
+        beta = _positive("controller_beta", controller_beta, allow_zero=True) or 0.0
+        if beta >= 0.5:
+            raise ValueError(f"controller_beta must be below 0.5, got {controller_beta!r}.")
+        self.controller_beta = beta
 
     def _ratio(self, res: StepResult, tol: Tolerance, y: tuple[Tensor, ...]) -> float:
         with torch.no_grad():
@@ -389,7 +398,7 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
         step, evaluate = self._stepper(problem, checkpointed)
         direction = 1.0 if times[1] > times[0] else -1.0
         tol = Tolerance.build(self.rtol, self.atol, problem.leaves)
-        ctrl = PIController(tableau.step_exponent)
+        ctrl = PIController(tableau.step_exponent, beta=self.controller_beta)
         dense = tableau.dense is not None
         stats = SolverStats()
 
