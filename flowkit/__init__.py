@@ -28,6 +28,7 @@ from flowkit.interfaces import (
     TraceEstimator,
     VectorField,
 )
+from flowkit.odeint import odeint, odeint_solution
 from flowkit.registry import ComponentSpec, Registry, build_registry, get_registry, reset_registry
 from flowkit.solution import Solution, SolverStats
 
@@ -64,5 +65,7 @@ __all__ = [
     "get_registry",
     "hookimpl",
     "hookspec",
+    "odeint",
+    "odeint_solution",
     "reset_registry",
 ]
