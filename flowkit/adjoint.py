@@ -31,6 +31,7 @@ References:
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -98,13 +99,16 @@ def seminorm(n_kept: int) -> Norm:
             order) enter the norm.
 
     Returns:
-        A callable taking the tuple of scaled-error leaves and returning the
-        root mean square of the kept components, a scalar tensor.
+        A callable taking the scaled-error leaves (a tuple, or one flat tensor
+        as torchdiffeq passes it) and returning the root mean square of the
+        kept components, a scalar tensor.
     """
     if n_kept < 1:
         raise ValueError(f"seminorm needs at least one kept component, got n_kept={n_kept}.")
 
-    def norm(leaves: tuple[Tensor, ...]) -> Tensor:
+    def norm(leaves: tuple[Tensor, ...] | Tensor) -> Tensor:
+        if isinstance(leaves, Tensor):
+            leaves = (leaves,)
         remaining = n_kept
         total: Tensor | None = None
         for leaf in leaves:
@@ -266,17 +270,38 @@ class _AdjointFunction(torch.autograd.Function):
         return (None, grad_t, *grads_in)
 
 
-def _with_norm(integrator: Integrator, norm: Norm, *, what: str) -> Integrator:
-    """A shallow copy of ``integrator`` that uses ``norm`` for its error control."""
-    if not getattr(integrator, "adaptive", False) or not hasattr(integrator, "norm"):
+def _accepts_norm(integrator: Integrator) -> bool:
+    """Whether the integrator's class declares a ``norm`` constructor option."""
+    try:
+        return "norm" in inspect.signature(type(integrator)).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _with_norm(integrator: Integrator, norm: Norm) -> Integrator:
+    """A shallow copy of ``integrator`` that uses ``norm`` for its error control.
+
+    The integrator must be adaptive and declare a ``norm`` option; the copy
+    gets it through the ``norm`` attribute, or the ``options`` dictionary of a
+    backend wrapper that stores its options there.
+
+    Raises:
+        IncompatibleComponentsError: when the integrator cannot take a norm.
+    """
+    holder = getattr(integrator, "options", None)
+    settable = hasattr(integrator, "norm") or isinstance(holder, dict)
+    if not (getattr(integrator, "adaptive", False) and _accepts_norm(integrator) and settable):
         raise IncompatibleComponentsError(
-            f"seminorm=True needs an adaptive backward integrator that takes a `norm` option; "
-            f"the {what} {type(integrator).__name__} "
-            f"(adaptive={getattr(integrator, 'adaptive', False)}) does not. Set seminorm=False, "
-            "or choose an adaptive native integrator (e.g. backward_integrator='dopri5')."
+            "seminorm=True needs an adaptive backward integrator that takes a `norm` option; "
+            f"{type(integrator).__name__} (adaptive={getattr(integrator, 'adaptive', False)}) "
+            "does not. Set seminorm=False, or choose an adaptive integrator with a norm option "
+            "as backward_integrator (e.g. 'dopri5')."
         )
     clone = copy.copy(integrator)
-    clone.norm = norm  # type: ignore[attr-defined]
+    if hasattr(integrator, "norm"):
+        clone.norm = norm  # type: ignore[attr-defined]
+    else:
+        clone.options = {**holder, "norm": norm}  # type: ignore[attr-defined, dict-item]
     return clone
 
 
@@ -321,7 +346,7 @@ def adjoint_solve(
     back = backward_integrator if backward_integrator is not None else integrator
     if seminorm_control:
         n_kept = 2 * sum(leaf.numel() for leaf in leaves)
-        back = _with_norm(back, seminorm(n_kept), what="backward integrator")
+        back = _with_norm(back, seminorm(n_kept))
     problem = _Problem(
         func=func,
         integrator=integrator,

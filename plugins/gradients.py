@@ -14,7 +14,7 @@ torchdiffeq_adjoint  approximate (to tolerance) constant                    nati
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -44,6 +44,8 @@ class Backprop(GradientStrategy):
     every step's graph is kept; prefer ``adjoint``, ``checkpoint`` or
     ``reversible`` for long solves or large batches.
     """
+
+    exact_discrete_gradient: ClassVar[bool] = True
 
     def solve(
         self,
@@ -182,6 +184,7 @@ class Checkpoint(GradientStrategy):
     """
 
     requires = ("checkpointable",)
+    exact_discrete_gradient: ClassVar[bool] = True
 
     def solve(
         self,
@@ -215,6 +218,7 @@ class Reversible(GradientStrategy):
 
     requires = ("reversible",)
     constant_memory = True
+    exact_discrete_gradient: ClassVar[bool] = True
 
     def __init__(self, *, params: Sequence[Tensor] | None = None) -> None:
         self.params = None if params is None else list(params)
