@@ -25,12 +25,15 @@ from torch import Tensor
 
 from flowkit.interfaces import VectorField
 from flowkit.plugins.vector_fields import LinearField
+from flowkit.registry import ComponentSpec
+from flowkit.testing.tolerances import Tolerance, fixed_step_for, integrator_tolerance
 
 __all__ = [
     "TanhField",
     "affine_field",
     "affine_log_prob",
     "affine_pull_back",
+    "solver_options",
     "standard_normal_log_prob",
     "tanh_log_prob",
     "tanh_pull_back",
@@ -139,3 +142,55 @@ def tanh_log_prob(x: Tensor, rates: Tensor, *, t0: float = 0.0, t1: float = 1.0)
     z = tanh_pull_back(x, rates, t0=t0, t1=t1)
     log_det = (-rates * (t1 - t0) + torch.log(torch.cosh(x)) - torch.log(torch.cosh(z))).sum(-1)
     return standard_normal_log_prob(z) + log_det
+
+
+def solver_options(
+    spec: ComponentSpec,
+    *,
+    target: float | None = None,
+    max_steps: int = 100,
+    span: float = 1.0,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[dict[str, float], Tolerance]:
+    """Options that make an integrator accurate to about ``target``, and the bound to check.
+
+    Adaptive integrators get ``rtol = atol = target`` (default
+    ``max(1e-9, 10**-(2 order + 1))``, tight yet affordable for low orders);
+    fixed-step ones the step (option ``step_size``, ``dt`` or ``n_steps``)
+    of :func:`~flowkit.testing.tolerances.fixed_step_for`, but at most
+    ``max_steps`` steps over ``span`` (low-order methods then get a looser,
+    still model-derived bound). The bound is
+    :func:`~flowkit.testing.tolerances.integrator_tolerance` for those options.
+
+    Arguments:
+        spec: the integrator's registry spec (its capabilities decide).
+        target: the wanted global error (default: by order, see above).
+        max_steps: the cap on fixed steps (keeps tests fast).
+        span: the length of the time span solved over.
+        dtype: the dtype computed in (adds its round-off).
+
+    Raises:
+        ValueError: for a fixed-step integrator without a known step option.
+    """
+    caps = spec.capabilities
+    if target is None:
+        target = max(1e-9, 10.0 ** -(2 * caps["order"] + 1))
+    if caps["adaptive"]:
+        options = {"rtol": target, "atol": target}
+        tol = integrator_tolerance(
+            dtype, order=caps["order"], adaptive=True, rtol=target, atol=target, span=span
+        )
+        return options, tol
+    _, n = fixed_step_for(caps["order"], target, span=span)
+    h = abs(span) / min(n, max_steps)
+    tol = integrator_tolerance(dtype, order=caps["order"], adaptive=False, step_size=h, span=span)
+    accepted = spec.options() or []
+    for name in ("step_size", "dt"):
+        if name in accepted:
+            return {name: h}, tol
+    if "n_steps" in accepted:
+        return {"n_steps": min(n, max_steps)}, tol
+    raise ValueError(
+        f"integrator {spec.name!r} takes none of step_size, dt or n_steps; "
+        "pass its step options explicitly."
+    )
