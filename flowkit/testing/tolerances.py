@@ -20,6 +20,7 @@ __all__ = [
     "fixed_step_for",
     "statistical_bound",
     "GLOBAL_ERROR_FACTOR",
+    "STEP_ACCUMULATION",
     "TRUNCATION_CONSTANT",
 ]
 
@@ -27,6 +28,10 @@ GLOBAL_ERROR_FACTOR = 100.0
 """Adaptive solvers control the local error per step; on the smooth, unit-scale
 problems of :mod:`flowkit.testing` the global error stays within this factor of
 ``rtol + atol`` (a solver far off it is miscontrolled)."""
+
+STEP_ACCUMULATION = math.e**2
+"""Local errors of about the tolerance add up over the steps taken, each
+amplified by at most ``exp(L T)``; the closed forms here have ``L T <= 2``."""
 
 TRUNCATION_CONSTANT = 10.0
 """Fixed-step methods of order ``p`` have global error ``C h^p T``; the closed
@@ -76,11 +81,16 @@ def integrator_tolerance(
     atol: float | None = None,
     step_size: float | None = None,
     span: float = 1.0,
+    n_steps: int | None = None,
 ) -> Tolerance:
     """The bound on a solve's global error on a unit-scale closed-form problem.
 
-    Adaptive: ``GLOBAL_ERROR_FACTOR * (rtol + atol)``. Fixed step ``h`` over a
-    span ``T``: ``TRUNCATION_CONSTANT * h**order * T``. Both plus round-off.
+    Adaptive: ``(rtol + atol) * max(GLOBAL_ERROR_FACTOR, STEP_ACCUMULATION * N)``
+    where ``N`` is the number of steps the solve took when known (low-order
+    methods take many steps, and local errors add up over them; the number of
+    function evaluations is a valid upper bound for ``N``). Fixed step ``h``
+    over a span ``T``: ``TRUNCATION_CONSTANT * h**order * T``. Both plus
+    round-off.
 
     Raises:
         ValueError: when the tolerance (adaptive) or step size (fixed) is missing.
@@ -88,7 +98,10 @@ def integrator_tolerance(
     if adaptive:
         if rtol is None or atol is None:
             raise ValueError("an adaptive integrator's bound needs rtol and atol")
-        bound = GLOBAL_ERROR_FACTOR * (rtol + atol)
+        factor = GLOBAL_ERROR_FACTOR
+        if n_steps is not None:
+            factor = max(factor, STEP_ACCUMULATION * n_steps)
+        bound = factor * (rtol + atol)
     else:
         if step_size is None:
             raise ValueError("a fixed-step integrator's bound needs step_size")
