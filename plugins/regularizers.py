@@ -108,9 +108,12 @@ class JacobianFrobenius(Regularizer):
                 "jacobian_frobenius is stochastic: draw probes once per solve with "
                 "sample_probes(x) and pass them to every rate() call."
             )
+        track = torch.is_grad_enabled()
         x, dx = _vjp_graph(field, t, x, dx)
-        (vjp,) = torch.autograd.grad(dx, x, probes, create_graph=torch.is_grad_enabled())
-        return _rows(vjp).pow(2).sum(dim=1)
+        with torch.enable_grad():
+            (vjp,) = torch.autograd.grad(dx, x, probes, create_graph=track)
+            rate = _rows(vjp).pow(2).sum(dim=1)
+        return rate if track else rate.detach()
 
 
 class JacobianFrobeniusExact(Regularizer):
@@ -126,16 +129,17 @@ class JacobianFrobeniusExact(Regularizer):
         self, field: nn.Module, t: Tensor, x: Tensor, dx: Tensor, probes: Tensor | None = None
     ) -> Tensor:
         """``sum_i ||e_i^T df/dx||^2`` per sample, shape ``(batch,)``."""
+        track = torch.is_grad_enabled()
         x, dx = _vjp_graph(field, t, x, dx)
-        flat = _rows(dx)
-        total = torch.zeros(flat.shape[0], dtype=flat.dtype, device=flat.device)
-        create = torch.is_grad_enabled()
-        for i in range(flat.shape[1]):
-            (row,) = torch.autograd.grad(
-                flat[:, i].sum(), x, create_graph=create, retain_graph=True
-            )
-            total = total + _rows(row).pow(2).sum(dim=1)
-        return total
+        with torch.enable_grad():
+            flat = _rows(dx)
+            total = torch.zeros(flat.shape[0], dtype=flat.dtype, device=flat.device)
+            for i in range(flat.shape[1]):
+                (row,) = torch.autograd.grad(
+                    flat[:, i].sum(), x, create_graph=track, retain_graph=True
+                )
+                total = total + _rows(row).pow(2).sum(dim=1)
+        return total if track else total.detach()
 
 
 @hookimpl
