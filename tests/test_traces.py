@@ -48,9 +48,8 @@ def params(field: torch.nn.Module) -> list[torch.Tensor]:
 
 def grads(out: torch.Tensor, inputs: list[torch.Tensor]) -> torch.Tensor:
     gs = torch.autograd.grad(out, inputs, allow_unused=True)
-    return torch.cat(
-        [(torch.zeros_like(i) if g is None else g).flatten() for g, i in zip(gs, inputs, strict=True)]
-    )
+    pairs = zip(gs, inputs, strict=True)
+    return torch.cat([(torch.zeros_like(i) if g is None else g).flatten() for g, i in pairs])
 
 
 @pytest.mark.parametrize("field_name", FIELDS)
