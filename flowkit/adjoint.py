@@ -305,6 +305,19 @@ def _with_norm(integrator: Integrator, norm: Norm) -> Integrator:
     return clone
 
 
+def _check_scalar_tolerances(integrator: Integrator) -> None:
+    """Per-component or per-leaf tolerances do not fit the augmented state."""
+    for name in ("rtol", "atol"):
+        value = getattr(integrator, name, None)
+        if isinstance(value, (tuple, list)) or (isinstance(value, Tensor) and value.numel() > 1):
+            raise ValueError(
+                f"The adjoint's backward solve integrates the augmented state (y, a_y, "
+                f"a_params), which per-component or per-leaf {name} of the backward integrator "
+                f"{type(integrator).__name__} does not fit. Give the adjoint strategy a "
+                "backward_integrator (or backward_options) with scalar rtol and atol."
+            )
+
+
 def adjoint_solve(
     integrator: Integrator,
     func: Dynamics,
@@ -338,12 +351,14 @@ def adjoint_solve(
 
     Raises:
         TypeError: for non-floating state leaves or parameters.
+        ValueError: for a backward integrator with per-component tolerances.
         IncompatibleComponentsError: for ``seminorm_control`` with a backward
             integrator that cannot take a norm.
     """
     y0 = check_state(y0)
     leaves = as_tuple(y0)
     back = backward_integrator if backward_integrator is not None else integrator
+    _check_scalar_tolerances(back)
     if seminorm_control:
         n_kept = 2 * sum(leaf.numel() for leaf in leaves)
         back = _with_norm(back, seminorm(n_kept))

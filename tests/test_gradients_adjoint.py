@@ -640,3 +640,20 @@ def test_strategies_needing_capabilities_reject_a_plain_integrator(
     needed = registry.get("gradient_strategy", gradient).capabilities["requires"][0]
     with pytest.raises(IncompatibleComponentsError, match=f"requires an integrator with {needed}"):
         solve(Linear(a), y0, t, integrator="test_rk4", gradient=gradient, registry=registry)
+
+
+def test_per_component_tolerances_need_a_separate_backward_integrator(registry: Registry) -> None:
+    a, y0, t, _ = _problem()
+    integrator = ThirdPartyHeunEuler(rtol=1e-6, atol=torch.full((3,), 1e-8))
+    with pytest.raises(ValueError, match="scalar rtol and atol"):
+        solve(Linear(a), y0, t, integrator=integrator, gradient="adjoint", registry=registry)
+    sol = solve(
+        Linear(a),
+        y0,
+        t,
+        integrator=integrator,
+        gradient="adjoint",
+        gradient_options={"backward_integrator": ThirdPartyHeunEuler(rtol=1e-6, atol=1e-8)},
+        registry=registry,
+    )
+    assert sol.ys.shape == (3, *y0.shape)
