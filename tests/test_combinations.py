@@ -1,0 +1,210 @@
+"""Every combination agrees: log-densities and gradients, for every valid choice.
+
+The combinations come from the registry (a newly installed plugin joins with no
+edit here) and are filtered by the one compatibility function. Under the ``ci``
+and ``dev`` profiles a pairwise cover runs (every compatible pair of components
+of two kinds appears together at least once); under ``nightly`` the full
+product. Hypothesis draws dimensions, batches, matrices, time spans and seeds.
+
+References:
+    * the ``linear`` field has closed forms (``flowkit.testing.cnf_problems``):
+      the log-density, and its gradient with respect to the matrix by autograd
+      through ``torch.linalg.matrix_exp`` of the closed form;
+    * neural fields are checked against a reference combination on the same
+      weights (``dopri5`` at 1e-10, ``exact`` trace, ``backprop``);
+    * stochastic estimators: the batch holds copies of one point, each row
+      with its own probes, so the mean log-density must be within 4 standard
+      errors (plus the solver bound) of the exact one; gradients are compared
+      with the reference solver run on the same probes (same seed).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import Tensor
+
+import flowkit
+from flowkit.registry import Combination, get_registry
+from flowkit.testing import strategies as fst
+from flowkit.testing.cnf_problems import affine_log_prob
+from flowkit.testing.combinations import select_combinations
+from flowkit.testing.conformance import accuracy_options
+from flowkit.testing.tolerances import Tolerance, statistical_bound
+
+PROFILE = settings._current_profile  # the profile conftest.py loaded
+VALID = select_combinations(PROFILE)
+INVALID = select_combinations(PROFILE, valid=False)
+EXAMPLES = {"nightly": 20}.get(PROFILE, 2)
+TARGET = 1e-6  # the accuracy asked of each integrator (tolerance or step size follow)
+REPLICAS = 48  # copies of one point for the statistical checks
+REFERENCE_OPTIONS = {"rtol": 1e-10, "atol": 1e-10}
+
+
+def _integrator_options(combo: Combination, span: float) -> tuple[dict, Tolerance]:
+    spec = combo.integrator
+    return accuracy_options(
+        spec.capabilities, set(spec.options() or []) or None, target=TARGET, span=span
+    )
+
+
+def _model(combo: Combination, field, t0: float, t1: float, *, seed: int, reference=False):
+    if reference:
+        trace = combo.trace.name if combo.trace.capabilities["stochastic"] else "exact"
+        return flowkit.CNF(
+            field,
+            "dopri5",
+            trace,
+            "backprop",
+            dim=field.dim,
+            t0=t0,
+            t1=t1,
+            integrator_options=REFERENCE_OPTIONS,
+            seed=seed,
+        )
+    options, _ = _integrator_options(combo, abs(t1 - t0))
+    return flowkit.CNF(
+        field,
+        combo.integrator.name,
+        combo.trace.name,
+        combo.gradient.name,
+        dim=field.dim,
+        t0=t0,
+        t1=t1,
+        integrator_options=options,
+        seed=seed,
+    )
+
+
+def _bound(combo: Combination, span: float, scale: Tensor) -> Tensor:
+    """The solver bound on a log-density, scaled by its sensitivity ``1 + |z|^2``."""
+    _, tol = _integrator_options(combo, span)
+    return (tol.atol + 2 * REFERENCE_OPTIONS["rtol"] * 100) * 10 * (1 + scale)
+
+
+def _field(combo: Combination, dim: int, seed: int, matrix=None):
+    torch.manual_seed(seed)
+    if combo.field.name == "linear" and matrix is not None:
+        return get_registry().create("vector_field", "linear", dim=dim, matrix=matrix)
+    options = {"dim": dim}
+    accepted = combo.field.options()
+    if accepted is not None and "hidden" in accepted:
+        options["hidden"] = (8,)
+    return get_registry().create("vector_field", combo.field.name, **options)
+
+
+@st.composite
+def problems(draw):
+    dim = draw(fst.dims(3))
+    batch = draw(fst.batch_sizes(4))
+    matrix = draw(fst.well_conditioned_matrices(dim))
+    x = draw(fst.vectors((batch, dim), bound=1.5))
+    t0, t1 = draw(fst.time_spans(max_length=1.0, min_length=0.5))
+    seed = draw(fst.seeds())
+    return dim, matrix, x, t0, t1, seed
+
+
+@pytest.mark.parametrize("combo", VALID, ids=lambda c: c.id)
+@settings(max_examples=EXAMPLES)
+@given(problem=problems())
+def test_log_density(combo: Combination, problem) -> None:
+    dim, matrix, x, t0, t1, seed = problem
+    field = _field(combo, dim, seed, matrix)
+    stochastic = combo.trace.capabilities["stochastic"]
+    if combo.field.name == "linear":
+        exact = affine_log_prob(x, matrix, t0=t0, t1=t1)
+    else:
+        exact = _model(combo, field, t0, t1, seed=seed, reference=True).log_prob(x).detach()
+        if stochastic:  # the exact-trace reference
+            exact = (
+                flowkit.CNF(
+                    field,
+                    "dopri5",
+                    "exact",
+                    "backprop",
+                    dim=dim,
+                    t0=t0,
+                    t1=t1,
+                    integrator_options=REFERENCE_OPTIONS,
+                )
+                .log_prob(x)
+                .detach()
+            )
+    model = _model(combo, field, t0, t1, seed=seed)
+    span = abs(t1 - t0)
+    if not stochastic:
+        got = model.log_prob(x).detach()
+        z = model.inverse(x).detach()
+        bound = _bound(combo, span, z.pow(2).sum(-1))
+        assert ((got - exact).abs() <= bound).all(), (got - exact, bound)
+    else:
+        point = x[:1].expand(REPLICAS, dim).contiguous()
+        got = model.log_prob(point).detach()
+        mean = got.mean()
+        std_error = got.std() / math.sqrt(REPLICAS)
+        z = model.inverse(x[:1]).detach()
+        bound = statistical_bound(float(std_error)) + float(_bound(combo, span, z.pow(2).sum()))
+        assert abs(float(mean) - float(exact[0])) <= bound, (float(mean), float(exact[0]), bound)
+
+
+@pytest.mark.parametrize("combo", VALID, ids=lambda c: c.id)
+@settings(max_examples=EXAMPLES)
+@given(problem=problems())
+def test_gradients(combo: Combination, problem) -> None:
+    dim, matrix, x, t0, t1, seed = problem
+    field = _field(combo, dim, seed, matrix)
+    params = [p for p in field.parameters() if p.requires_grad]
+    model = _model(combo, field, t0, t1, seed=seed)
+    got = torch.autograd.grad(model.log_prob(x).sum(), params, allow_unused=True)
+    got = [torch.zeros_like(p) if g is None else g for g, p in zip(got, params, strict=True)]
+    if combo.field.name == "linear" and not combo.trace.capabilities["stochastic"]:
+        want = torch.autograd.grad(
+            affine_log_prob(x, field.matrix, field.bias, t0=t0, t1=t1).sum(),
+            params,
+            allow_unused=True,
+        )
+    else:
+        reference = _model(combo, field, t0, t1, seed=seed, reference=True)
+        want = torch.autograd.grad(reference.log_prob(x).sum(), params, allow_unused=True)
+    want = [torch.zeros_like(p) if g is None else g for g, p in zip(want, params, strict=True)]
+    z = model.inverse(x).detach()
+    scale = float(z.pow(2).sum(-1).max())
+    bound = float(_bound(combo, abs(t1 - t0), torch.tensor(scale))) * x.shape[0]
+    for g, w in zip(got, want, strict=True):
+        error = float((g - w).abs().max()) if g.numel() else 0.0
+        assert error <= bound * (1 + float(w.abs().max() if w.numel() else 0)), (error, bound)
+
+
+def test_every_removed_combination_really_raises() -> None:
+    """The combinations removed at collection are exactly those the model refuses."""
+    assert INVALID, "no incompatible combination exists to check"
+    registry = get_registry()
+    for combo in INVALID:
+        field_options = {"dim": 2}
+        with pytest.raises(flowkit.IncompatibleComponentsError) as info:
+            flowkit.CNF(
+                registry.create("vector_field", combo.field.name, **field_options),
+                combo.integrator.name,
+                combo.trace.name,
+                combo.gradient.name,
+                dim=2,
+            )
+        for reason in combo.compatibility.reasons:
+            assert reason in str(info.value)
+
+
+def test_cover_includes_every_component() -> None:
+    """The ``ci`` selection exercises every registered component of each kind."""
+    registry = get_registry()
+    for kind, attr in (
+        ("vector_field", "field"),
+        ("integrator", "integrator"),
+        ("trace_estimator", "trace"),
+        ("gradient_strategy", "gradient"),
+    ):
+        used = {getattr(c, attr).name for c in VALID}
+        assert used == set(registry.names(kind)), (kind, set(registry.names(kind)) - used)

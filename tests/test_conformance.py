@@ -1,0 +1,148 @@
+"""The public conformance kit: every built-in passes it, deliberately wrong plugins fail it.
+
+Components are read from the registry, so an installed third-party plugin is
+checked here with no edit. Each wrong plugin must fail with a message naming
+the property it breaks: proof that the checks can fail.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+import torch
+from flowkit.plugins.gradients import Adjoint
+from flowkit.plugins.native_integrators import RK4
+from flowkit.plugins.trace_estimators import ExactTrace
+from torch import Tensor, nn
+
+from flowkit.interfaces import GradientStrategy, VectorField
+from flowkit.registry import get_registry
+from flowkit.rk import ButcherTableau, FixedStepRungeKutta
+from flowkit.testing.conformance import (
+    ConformanceError,
+    check_gradient_strategy,
+    check_integrator,
+    check_trace_estimator,
+    check_vector_field,
+)
+
+REGISTRY = get_registry()
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("integrator"))
+def test_integrator_conforms(name: str) -> None:
+    checked = check_integrator(name, target=1e-5)
+    assert {"contract", "accuracy", "backward in time", "tuple state", "differentiable"} <= set(
+        checked
+    )
+    if not REGISTRY.get("integrator", name).capabilities["adaptive"]:
+        assert "convergence order" in checked
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("trace_estimator"))
+def test_trace_estimator_conforms(name: str) -> None:
+    assert check_trace_estimator(name) == ["contract", "value", "no_grad", "differentiable"]
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("gradient_strategy"))
+def test_gradient_strategy_conforms(name: str) -> None:
+    assert check_gradient_strategy(name) == ["gradient", "tuple state"]
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("vector_field"))
+def test_vector_field_conforms(name: str) -> None:
+    checked = check_vector_field(name)
+    assert {"contract", "rows independent", "differentiable"} <= set(checked)
+
+
+# -- deliberately wrong plugins -----------------------------------------------
+WRONG_RK4 = ButcherTableau(
+    "wrong_rk4",
+    c=RK4.c,
+    a=((), (0.5,), (0.1, 0.4), (0.0, 0.0, 1.0)),  # a[2] should be (0, 1/2); rows still sum to c
+    b=RK4.b,
+    order=4,
+)
+
+
+class WrongRK4(FixedStepRungeKutta):
+    """RK4 with one wrong tableau coefficient: consistent, but not of order 4."""
+
+    order = 4
+    tableau: ClassVar[ButcherTableau] = WRONG_RK4
+
+
+class ScaledExactTrace(ExactTrace):
+    """An exact trace off by a factor of 1.05."""
+
+    def estimate(self, field, t, x, probes=None):
+        f, div = super().estimate(field, t, x, probes)
+        return f, 1.05 * div
+
+
+class ParameterlessAdjoint(GradientStrategy):
+    """An adjoint that drops the parameter-adjoint term (no gradient reaches parameters)."""
+
+    def solve(self, integrator, func, y0, t, *, params=None):
+        return Adjoint().solve(integrator, lambda s, y: func(s, y), y0, t, params=())
+
+
+class LeakyField(VectorField):
+    """A field that mixes rows (subtracts the batch mean): breaks row independence."""
+
+    def __init__(self, *, dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        y = self.linear(x)
+        return y - y.mean(0, keepdim=True)
+
+
+class WrongDivergenceField(VectorField):
+    """A linear field whose declared divergence is missing a factor."""
+
+    has_divergence = True
+
+    def __init__(self, *, dim: int) -> None:
+        super().__init__()
+        self.a = nn.Parameter(torch.randn(dim, dim))
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        return x @ self.a.T
+
+    def divergence(self, t: Tensor, x: Tensor) -> Tensor:
+        return torch.trace(self.a).expand(x.shape[0]) * 0.5
+
+
+def test_wrong_tableau_is_caught() -> None:
+    with pytest.raises(ConformanceError) as info:
+        check_integrator(WrongRK4, target=1e-5)
+    assert info.value.property in {"accuracy", "convergence order"}
+    assert "WrongRK4 breaks" in str(info.value)
+
+
+def test_wrong_tableau_fails_the_order_check_specifically() -> None:
+    with pytest.raises(ConformanceError, match="breaks 'convergence order': measured order"):
+        check_integrator(WrongRK4, target=1e-1)
+
+
+def test_trace_off_by_a_factor_is_caught() -> None:
+    with pytest.raises(ConformanceError, match="ScaledExactTrace breaks 'value'"):
+        check_trace_estimator(ScaledExactTrace)
+
+
+def test_adjoint_dropping_a_term_is_caught() -> None:
+    with pytest.raises(ConformanceError, match=r"breaks 'gradient': gradient w.r.t. A"):
+        check_gradient_strategy(ParameterlessAdjoint)
+
+
+def test_field_mixing_rows_is_caught() -> None:
+    with pytest.raises(ConformanceError, match="LeakyField breaks 'rows independent'"):
+        check_vector_field(LeakyField)
+
+
+def test_wrong_divergence_is_caught() -> None:
+    with pytest.raises(ConformanceError, match="breaks 'divergence'"):
+        check_vector_field(WrongDivergenceField)
