@@ -1,0 +1,142 @@
+"""The report on disk: JSON (everything), CSV (one row per measurement), Markdown."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from flowkit.bench.report.plots import write_plots
+from flowkit.bench.report.table import suite_tables
+
+__all__ = ["CSV_COLUMNS", "write_csv", "write_json", "write_markdown", "write_report"]
+
+CSV_COLUMNS = (
+    "suite",
+    "key",
+    "subject",
+    "group",
+    "status",
+    "metric",
+    "unit",
+    "median",
+    "q1",
+    "q3",
+    "min",
+    "max",
+    "n",
+    "params",
+)
+
+
+def write_json(report: dict[str, Any], path: Path) -> Path:
+    """Write the whole report as indented JSON."""
+    path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def write_csv(report: dict[str, Any], path: Path) -> Path:
+    """One row per (task, metric); tasks without measurements get one row."""
+    units = {
+        (suite, m["name"]): m["unit"] for suite, s in report["suites"].items() for m in s["metrics"]
+    }
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for res in report["results"]:
+            base = {k: res[k] for k in ("suite", "key", "subject", "group", "status")}
+            base["params"] = json.dumps(res["params"], sort_keys=True)
+            if not res["metrics"]:
+                writer.writerow(base)
+            for name, summary in res["metrics"].items():
+                row = dict(base, metric=name, unit=units.get((res["suite"], name), ""))
+                row.update({k: summary[k] for k in ("median", "q1", "q3", "min", "max", "n")})
+                writer.writerow(row)
+    return path
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def write_markdown(report: dict[str, Any], path: Path, plots: list[Path] | None = None) -> Path:
+    """A readable report: settings, per-suite tables (best in bold), ratios, goals, plots."""
+    s = report["settings"]
+    m = report["machine"]
+    v = report["versions"]
+    lines = [
+        "# flowkit bench report",
+        "",
+        f"{report['created']} · {report['duration_s']:.1f} s · {m['processor']} "
+        f"({m['cpu_count']} CPUs, {m['torch_threads']} torch thread(s), device {m['device']}) · "
+        + ", ".join(f"{k} {val}" for k, val in v.items() if val),
+        "",
+        f"Suites {', '.join(s.get('suites', []))}; repeats {s.get('repeats')}; seed "
+        f"{s.get('seed')}; budget {s.get('budget_s')} s; workers {s.get('workers')}; "
+        f"ranks {s.get('world_size', 1)}. Values are medians; ± is half the interquartile "
+        "range; **bold** marks the best in each column.",
+        "",
+    ]
+    for name, suite in report["suites"].items():
+        lines += [f"- **{name}**: {suite['question']}"]
+    lines.append("")
+    for tab in suite_tables(report):
+        lines += [f"## {tab.title}", ""]
+        rows = [
+            row[:2] + [f"**{c}**" if b else c for c, b in zip(row[2:], marks, strict=True)]
+            for row, marks in zip(tab.rows, tab.best, strict=True)
+        ]
+        lines += _md_table(tab.headers, rows)
+    if report["ratios"]:
+        lines += ["## flowkit / peer ratios (same work, medians)", ""]
+        lines += _md_table(
+            ["metric", "where", "flowkit", "peer", "ratio"],
+            [
+                [
+                    r["metric"],
+                    r.get("section", ""),
+                    r.get("numerator_label", r["numerator"]),
+                    f"{r['peer']} {r.get('denominator_label', '')}",
+                    f"{r['ratio']:.3f}",
+                ]
+                for r in report["ratios"]
+            ],
+        )
+    if report["goals"]:
+        lines += ["## Goals", ""]
+        lines += _md_table(
+            ["goal", "target", "measured", "met", "note"],
+            [
+                [
+                    g["name"],
+                    str(g["target"]),
+                    "-" if g["measured"] is None else f"{g['measured']:.3f}",
+                    {True: "yes", False: "no"}.get(g["met"], "n/a"),
+                    g["note"],
+                ]
+                for g in report["goals"]
+            ],
+        )
+    if report["notes"]:
+        lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def write_report(report: dict[str, Any], out: Path, *, plots: bool = True) -> dict[str, Path]:
+    """Write ``report.json``, ``report.csv``, ``report.md`` and the PNG plots into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = {
+        "json": write_json(report, out / "report.json"),
+        "csv": write_csv(report, out / "report.csv"),
+    }
+    images = write_plots(report, out) if plots else []
+    written["markdown"] = write_markdown(report, out / "report.md", images)
+    for image in images:
+        written[image.stem] = image
+    return written
