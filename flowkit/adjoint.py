@@ -44,7 +44,7 @@ from flowkit.interfaces import Integrator
 from flowkit.solution import Solution, SolverStats
 from flowkit.state import Dynamics, State, as_tuple, check_state, like
 
-__all__ = ["adjoint_solve", "resolve_params", "seminorm"]
+__all__ = ["adjoint_solve", "group_norm", "resolve_params"]
 
 Norm = Callable[[tuple[Tensor, ...]], Tensor]
 
@@ -87,39 +87,41 @@ def resolve_params(func: Dynamics, params: Iterable[Tensor] | None) -> tuple[Ten
     return tuple(selected)
 
 
-def seminorm(n_kept: int) -> Norm:
-    """An error norm that only measures the first ``n_kept`` scalar components.
+def group_norm(sizes: Sequence[int], n_kept: int | None = None) -> Norm:
+    """The error norm of the augmented state: the largest RMS over its groups.
 
-    The adjoint's augmented state is packed as ``(y, a_y, a_params)``; leaving
-    ``a_params`` out of the step-size control (Kidger et al. 2021) is sound
-    because nothing else in the system depends on it, and it saves steps.
+    The augmented state ``(y, a_y, a_params)`` holds quantities of different
+    scales and sizes; pooled into one RMS, the (many) parameter-adjoint
+    components would swamp the state's. Each group is measured on its own
+    and the largest RMS is the error. With ``n_kept`` groups only the first
+    ones count: ``n_kept=2`` is the seminorm of Kidger et al. (2021), which
+    leaves the parameter adjoint out of step-size control (sound because
+    nothing else in the system depends on it, and cheaper).
 
     Arguments:
-        n_kept: how many leading scalar components (across the leaves, in
-            order) enter the norm.
+        sizes: the number of scalar components of each group, in order.
+        n_kept: how many leading groups enter the norm (default: all).
 
     Returns:
         A callable taking the scaled-error leaves (a tuple, or one flat tensor
-        as torchdiffeq passes it) and returning the root mean square of the
-        kept components, a scalar tensor.
+        as torchdiffeq passes it) and returning a scalar tensor.
+
+    Raises:
+        ValueError: for no kept group or an empty one.
     """
-    if n_kept < 1:
-        raise ValueError(f"seminorm needs at least one kept component, got n_kept={n_kept}.")
+    kept = list(sizes if n_kept is None else sizes[:n_kept])
+    if not kept or min(kept) < 1:
+        raise ValueError(f"group_norm needs non-empty groups, got sizes={list(sizes)}.")
 
     def norm(leaves: tuple[Tensor, ...] | Tensor) -> Tensor:
-        if isinstance(leaves, Tensor):
-            leaves = (leaves,)
-        remaining = n_kept
-        total: Tensor | None = None
-        for leaf in leaves:
-            if remaining <= 0:
-                break
-            part = leaf.reshape(-1)[:remaining]
-            remaining -= part.numel()
-            square = part.square().sum()
-            total = square if total is None else total + square
-        assert total is not None
-        return (total / n_kept).sqrt()
+        leaves = (leaves,) if isinstance(leaves, Tensor) else leaves
+        flat = (
+            leaves[0].reshape(-1)
+            if len(leaves) == 1
+            else torch.cat([leaf.reshape(-1) for leaf in leaves])
+        )
+        parts = torch.split(flat[: sum(kept)], kept)
+        return torch.stack([p.square().mean().sqrt() for p in parts]).max()
 
     return norm
 
@@ -278,6 +280,12 @@ def _accepts_norm(integrator: Integrator) -> bool:
         return False
 
 
+def _takes_norm(integrator: Integrator) -> bool:
+    holder = getattr(integrator, "options", None)
+    settable = hasattr(integrator, "norm") or isinstance(holder, dict)
+    return bool(getattr(integrator, "adaptive", False)) and _accepts_norm(integrator) and settable
+
+
 def _with_norm(integrator: Integrator, norm: Norm) -> Integrator:
     """A shallow copy of ``integrator`` that uses ``norm`` for its error control.
 
@@ -288,9 +296,7 @@ def _with_norm(integrator: Integrator, norm: Norm) -> Integrator:
     Raises:
         IncompatibleComponentsError: when the integrator cannot take a norm.
     """
-    holder = getattr(integrator, "options", None)
-    settable = hasattr(integrator, "norm") or isinstance(holder, dict)
-    if not (getattr(integrator, "adaptive", False) and _accepts_norm(integrator) and settable):
+    if not _takes_norm(integrator):
         raise IncompatibleComponentsError(
             "seminorm=True needs an adaptive backward integrator that takes a `norm` option; "
             f"{type(integrator).__name__} (adaptive={getattr(integrator, 'adaptive', False)}) "
@@ -301,7 +307,7 @@ def _with_norm(integrator: Integrator, norm: Norm) -> Integrator:
     if hasattr(integrator, "norm"):
         clone.norm = norm  # type: ignore[attr-defined]
     else:
-        clone.options = {**holder, "norm": norm}  # type: ignore[attr-defined, dict-item]
+        clone.options = {**integrator.options, "norm": norm}  # type: ignore[attr-defined, dict-item]
     return clone
 
 
@@ -342,6 +348,8 @@ def adjoint_solve(
             (default: ``integrator``).
         seminorm_control: leave the parameter adjoint out of the backward
             step-size control (needs an adaptive integrator with a ``norm``).
+            Without it, a backward integrator that takes a ``norm`` gets
+            :func:`group_norm` over ``(y, a_y, a_params)`` in place of its own.
 
     Returns:
         The forward :class:`~flowkit.solution.Solution`; its ``stats`` object
@@ -359,9 +367,13 @@ def adjoint_solve(
     leaves = as_tuple(y0)
     back = backward_integrator if backward_integrator is not None else integrator
     _check_scalar_tolerances(back)
+    n_state = sum(leaf.numel() for leaf in leaves)
+    n_params = sum(p.numel() for p in params)
+    groups = [n_state, n_state] + ([n_params] if n_params else [])
     if seminorm_control:
-        n_kept = 2 * sum(leaf.numel() for leaf in leaves)
-        back = _with_norm(back, seminorm(n_kept))
+        back = _with_norm(back, group_norm(groups, n_kept=2))
+    elif _takes_norm(back):
+        back = _with_norm(back, group_norm(groups))
     problem = _Problem(
         func=func,
         integrator=integrator,

@@ -1,14 +1,19 @@
 """Built-in gradient strategies: how gradients pass through a solve.
 
-==================== ========================= ============================ ==========
-strategy             gradient                  memory in the number of steps needs
-==================== ========================= ============================ ==========
-backprop             exact (discrete)          grows linearly               nothing
-adjoint              approximate (to tolerance) constant                    nothing
-checkpoint           exact (discrete)          states only                  checkpointable
-reversible           exact (discrete)          constant                     reversible
-torchdiffeq_adjoint  approximate (to tolerance) constant                    native_adjoint
-==================== ========================= ============================ ==========
+* ``backprop``: exact gradient of the computed solution; memory grows linearly
+  with the number of steps.
+* ``adjoint``: flowkit's solver-agnostic continuous adjoint (any integrator);
+  gradient of the exact flow, approximate to the solver's tolerance; memory
+  constant in the number of steps (the large logic is in :mod:`flowkit.adjoint`).
+* ``checkpoint``: exact gradient, recomputing each step's internals; memory
+  grows with the steps by one state per step. Needs ``checkpointable``.
+* ``reversible``: exact gradient with constant memory, for integrators declaring
+  ``reversible`` (``torchsde.reversible_heun``).
+* ``torchdiffeq_adjoint``: torchdiffeq's own adjoint, for integrators declaring
+  ``native_adjoint``; for comparisons.
+
+``exact_discrete_gradient`` (a plain class attribute, not a capability) marks
+the strategies whose gradient is that of the computed solution to round-off.
 """
 
 from __future__ import annotations

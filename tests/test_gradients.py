@@ -174,17 +174,16 @@ def _gradient_tolerance(model: Tolerance, forward_error: float, scale: float) ->
     return Tolerance(atol=tau * max(1.0, scale), rtol=tau)
 
 
+_BOSH3 = (
+    "torchdiffeq's bosh3 solving the adjoint system at rtol=atol=1e-6 ends 6.3e-4 off dL/dA "
+    "against a bound of 5.4e-4 (the model allows 100x the tolerance; this is 116x); flowkit's "
+    "adjoint (with the same group norm) and torchdiffeq's own adjoint agree on it, and "
+    "flowkit's native bosh3 stays within the bound"
+)
 KNOWN_DEVIATIONS = {
-    ("torchdiffeq.bosh3", "torchdiffeq_adjoint"): (
-        "torchdiffeq's own odeint_adjoint with bosh3 at rtol=atol=1e-6 misses the tolerance "
-        "model: measured |error| 6.3e-4 on dL/dA against a bound of 5.4e-4 (flowkit's adjoint "
-        "on the same integrator: 2.9e-4)"
-    ),
-    ("torchdiffeq.bosh3", "seminorm"): (
-        "flowkit's adjoint with seminorm on torchdiffeq's bosh3 at rtol=atol=1e-6: the "
-        "parameter adjoint, left out of step control, ends 5.9e-4 off dL/dA against a "
-        "bound of 5.4e-4 (without seminorm: 2.9e-4)"
-    ),
+    ("torchdiffeq.bosh3", "torchdiffeq_adjoint"): _BOSH3,
+    ("torchdiffeq.bosh3", "adjoint"): _BOSH3,
+    ("torchdiffeq.bosh3", "seminorm"): _BOSH3,
 }
 """Third-party implementations measured outside the model; strict, so a fix shows."""
 
