@@ -55,7 +55,10 @@ class _Augmented(nn.Module):
                 last = z.shape[1] - 1
                 for i in range(z.shape[1]):
                     row = torch.autograd.grad(
-                        dz[:, i].sum(), z, create_graph=create_graph, retain_graph=i < last
+                        dz[:, i].sum(),
+                        z,
+                        create_graph=create_graph,
+                        retain_graph=create_graph or i < last,
                     )[0]
                     div = div + row[:, i]
             else:
