@@ -74,7 +74,7 @@ def test_toml_round_trip_and_sections(tmp_path: Path) -> None:
         ({"steer": 0.5}, "smaller than t1"),
         ({"log_format": "xml"}, "one of 'csv', 'jsonl'"),
         ({"nproc": 3, "batch_size": 100}, "divisible by nproc"),
-        ({"regularizer_options": {"kinetic_energy": {}}}, "not among the regularizers"),
+        ({"regularizer_options": {"jacobian_frobenius_exact": {}}}, "not among the regularizers"),
         ({"regularizers": {"kinetic_energy": -1.0}}, "must be >= 0"),
     ],
 )
