@@ -129,7 +129,7 @@ def plan_tasks(config: BenchConfig, registry: Registry | None = None) -> _Planne
         raise BenchSelectionError("No suite can run this selection: " + " | ".join(errors))
     planned.notes.extend(errors)
     if "training" not in available_suites() and not explicit:
-        planned.notes.append("training suite absent: flowkit.train is not installed")
+        planned.notes.append("training suite absent: it needs flowkit.train (the training loop), not importable here")
     return planned
 
 
@@ -223,8 +223,11 @@ def _assemble(
         notes.append(
             f"{config.workers} worker processes shared the machine: timings include contention"
         )
+    settings = config.settings(world_size)
+    settings["suites_requested"] = settings["suites"]
+    settings["suites"] = list(planned.suites)
     return build_report(
-        settings=config.settings(world_size),
+        settings=settings,
         suites=suites,
         results=results,
         ratios=ratios,

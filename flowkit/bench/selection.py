@@ -183,6 +183,8 @@ def select_combinations(
                     f"supports {', '.join(allowed)}. Change {_OPTION_OF_KIND[kind]}."
                 )
         chosen[kind] = names
+        if kind in explicit:
+            explicit[kind] &= set(names)  # a name the suite cannot use is excluded, not an error
     every = list(
         registry.combinations(
             fields=chosen["vector_field"],

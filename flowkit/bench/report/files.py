@@ -74,7 +74,7 @@ def write_markdown(report: dict[str, Any], path: Path, plots: list[Path] | None 
         f"({m['cpu_count']} CPUs, {m['torch_threads']} torch thread(s), device {m['device']}) · "
         + ", ".join(f"{k} {val}" for k, val in v.items() if val),
         "",
-        f"Suites {', '.join(s.get('suites', []))}; repeats {s.get('repeats')}; seed "
+        f"Suites {', '.join(s.get('suites') or [])}; repeats {s.get('repeats')}; seed "
         f"{s.get('seed')}; budget {s.get('budget_s')} s; workers {s.get('workers')}; "
         f"ranks {s.get('world_size', 1)}. Values are medians; ± is half the interquartile "
         "range; **bold** marks the best in each column.",
