@@ -163,8 +163,17 @@ class CNF(nn.Module):
         self.trace = reg.resolve("trace_estimator", trace, dict(trace_options or {}))
         self.gradient = reg.resolve("gradient_strategy", gradient, dict(gradient_options or {}))
         self.regularizers = self._resolve_regularizers(reg, regularizers, regularizer_options)
+
+        # Components given by name are described by their registry spec, so that the
+        # compatibility function's reasons name them as the user did.
+        def described(kind: str, given: object, built: object) -> object:
+            return reg.get(kind, given) if isinstance(given, str) else built
+
         ensure_compatible(
-            field=self.field, integrator=self.integrator, trace=self.trace, gradient=self.gradient
+            field=described("vector_field", field, self.field),
+            integrator=described("integrator", integrator, self.integrator),
+            trace=described("trace_estimator", trace, self.trace),
+            gradient=described("gradient_strategy", gradient, self.gradient),
         )
         if base is None:
             base = StandardNormal(dim)
