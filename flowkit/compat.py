@@ -29,9 +29,11 @@ class Compatibility:
 
 
 def _describe(component: Any) -> str:
-    name = getattr(component, "name", None)
-    if isinstance(name, str):
-        return repr(name)
+    """A registry spec's name, an instance's registered name, else the class name."""
+    for attr in ("name", "registry_name"):
+        name = getattr(component, attr, None)
+        if isinstance(name, str) and not isinstance(component, type):
+            return repr(name)
     cls = component if isinstance(component, type) else type(component)
     return cls.__name__
 
