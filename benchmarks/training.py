@@ -259,8 +259,8 @@ def _first_time(curve: list[tuple[float, float]], target: float) -> float | None
 
 
 def _at(curve: list[tuple[float, float]], seconds: float) -> float | None:
-    """The NLL of the last evaluation at or before ``seconds`` of training."""
-    before = [nll for t, nll in curve if t <= seconds + 1e-9]
+    """The NLL of the last evaluation at ``seconds`` of training (a last step may overrun 2 %)."""
+    before = [nll for t, nll in curve if t <= 1.02 * seconds]
     return before[-1] if before else None
 
 
