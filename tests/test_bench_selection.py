@@ -82,6 +82,8 @@ def test_explicit_suite_with_unusable_selection_fails_and_unknown_suite_fails() 
         plan_tasks(BenchConfig(suites=("accuracy",), selection=Selection(fields=("mlp",))))
     with pytest.raises(BenchSelectionError, match="Unknown suite 'nope'"):
         plan_tasks(BenchConfig(suites=("nope",)))
+    with pytest.raises(BenchSelectionError, match="Unknown peer"):
+        plan_tasks(BenchConfig(peers=("nobody",)))
 
 
 def test_plan_is_deterministic() -> None:

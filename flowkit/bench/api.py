@@ -25,10 +25,10 @@ from flowkit.registry import Registry, get_registry
 
 __all__ = ["DEFAULT_BUDGET_S", "BenchConfig", "plan_tasks", "run_bench"]
 
-DEFAULT_BUDGET_S = 160.0
+DEFAULT_BUDGET_S = 150.0
 """The default time budget: the built-in selection finishes well inside it."""
 
-_REPORT_RESERVE_S = 8.0
+_REPORT_RESERVE_S = 12.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,14 @@ def plan_tasks(config: BenchConfig, registry: Registry | None = None) -> _Planne
     registry = registry or get_registry()
     if config.repeats < 1:
         raise BenchSelectionError(f"repeats must be at least 1, got {config.repeats}.")
+    from flowkit.bench.peers import PEERS
+
+    unknown = [p for p in (config.peers or ()) if p not in PEERS]
+    if unknown:
+        raise BenchSelectionError(
+            f"Unknown peer(s) {', '.join(map(repr, unknown))}; peers: {', '.join(PEERS)} "
+            "(or --peers none)."
+        )
     explicit = config.suites is not None
     names = list(config.suites) if explicit else available_suites()
     ctx = PlanContext(
@@ -111,6 +119,7 @@ def plan_tasks(config: BenchConfig, registry: Registry | None = None) -> _Planne
         device=config.device,
     )
     planned = _Planned([], [], [], [])
+    per_suite: list[list[Task]] = []
     errors = []
     for name in names:
         suite = get_suite(name)
@@ -122,14 +131,19 @@ def plan_tasks(config: BenchConfig, registry: Registry | None = None) -> _Planne
             errors.append(f"suite {name!r} skipped: {exc}")
             continue
         planned.suites.append(name)
-        planned.tasks.extend(plan.tasks)
+        per_suite.append(plan.tasks)
         planned.excluded.extend({"id": f"{name}/{i}", "reason": r} for i, r in plan.excluded)
         planned.notes.extend(plan.notes)
+    # Round-robin across suites: under a tight budget every suite gets measured.
+    longest = max((len(t) for t in per_suite), default=0)
+    planned.tasks = [t[i] for i in range(longest) for t in per_suite if i < len(t)]
     if not planned.suites:
         raise BenchSelectionError("No suite can run this selection: " + " | ".join(errors))
     planned.notes.extend(errors)
     if "training" not in available_suites() and not explicit:
-        planned.notes.append("training suite absent: it needs flowkit.train (the training loop), not importable here")
+        planned.notes.append(
+            "training suite absent: it needs flowkit.train (the training loop), not importable here"
+        )
     return planned
 
 
