@@ -118,7 +118,17 @@ class _CountingFunc(nn.Module):
         else:
             self.stats.nfe += 1
             self.last_t = t
-        return self.func(t, y)
+        out = self.func(t, y)
+        self.last_out = out
+        return out
+
+    def last_output_finite(self) -> bool:
+        """Whether the field's last output was finite (checked only on failure)."""
+        out = getattr(self, "last_out", None)
+        if out is None:
+            return True
+        with torch.no_grad():
+            return all(bool(torch.isfinite(x).all()) for x in as_tuple(out))
 
 
 class _CountingFixedFunc(_CountingFunc):
@@ -235,10 +245,11 @@ class TorchdiffeqIntegrator(Integrator):
                     "tolerances.",
                     t=reached,
                 ) from exc
-            if "underflow" in text and "nan" in text.lower():
+            nonfinite = "underflow" in text and not wrapped.last_output_finite()
+            if ("underflow" in text and "nan" in text.lower()) or "non-finite" in text or nonfinite:
                 raise NonFiniteStateError(
-                    f"torchdiffeq.{self.method}: NaN step size near t={reached!r} {span}; the "
-                    "state or the field's output is NaN or Inf.",
+                    f"torchdiffeq.{self.method}: NaN or Inf in the state or the field's output "
+                    f"near t={reached!r} {span}; check the vector field for overflow.",
                     t=reached,
                 ) from exc
             if "underflow" in text:

@@ -50,6 +50,8 @@ class ClosedFormProblem:
             ``exact(ta)`` at ``ta``, or ``None``.
         grad_y0: ``grad_y0(ta, tb)`` -> the exact gradient of ``sum(y(tb))``
             with respect to the initial state at ``ta``, or ``None``.
+        rate: a characteristic rate (inverse time scale) of the solution, so
+            that ``rate * h`` measures how well a step ``h`` resolves it.
     """
 
     name: str
@@ -60,6 +62,7 @@ class ClosedFormProblem:
     param: Tensor | None = None
     grad_param: Callable[[float, float], Tensor] | None = None
     grad_y0: Callable[[float, float], State] | None = None
+    rate: float = 1.0
 
     @property
     def y0(self) -> State:
@@ -106,7 +109,8 @@ def linear_skew(
         # d sum(y0 M^T) / d y0 = ones @ M with M = expm(A (tb - ta)).
         return torch.ones_like(y_start) @ torch.linalg.matrix_exp(a * (tb - ta))
 
-    return ClosedFormProblem("linear_skew", func, t0, t1, exact, grad_y0=grad_y0)
+    rate = float(torch.linalg.eigvals(a.double().cpu()).abs().max())
+    return ClosedFormProblem("linear_skew", func, t0, t1, exact, grad_y0=grad_y0, rate=rate)
 
 
 def polynomial_sine(
@@ -132,7 +136,7 @@ def polynomial_sine(
         # The homogeneous solution is y0 (t/ta)^2.
         return torch.tensor([(tb / ta) ** 2], dtype=dtype, device=device)
 
-    return ClosedFormProblem("polynomial_sine", func, 1.0, 8.0, exact, grad_y0=grad_y0)
+    return ClosedFormProblem("polynomial_sine", func, 1.0, 8.0, exact, grad_y0=grad_y0, rate=4.0)
 
 
 def exponential_decay(
@@ -164,7 +168,15 @@ def exponential_decay(
         return torch.full_like(y_start, math.exp(-rate * (tb - ta)))
 
     return ClosedFormProblem(
-        "exponential_decay", func, t0, t1, exact, k, grad_param=grad_param, grad_y0=grad_y0
+        "exponential_decay",
+        func,
+        t0,
+        t1,
+        exact,
+        k,
+        grad_param=grad_param,
+        grad_y0=grad_y0,
+        rate=rate,
     )
 
 
@@ -187,7 +199,9 @@ def time_dependent_growth(
     def grad_y0(ta: float, tb: float) -> Tensor:
         return torch.full_like(y_start, math.exp((tb * tb - ta * ta) / 2))
 
-    return ClosedFormProblem("time_dependent_growth", func, t0, t1, exact, grad_y0=grad_y0)
+    return ClosedFormProblem(
+        "time_dependent_growth", func, t0, t1, exact, grad_y0=grad_y0, rate=max(abs(t0), abs(t1))
+    )
 
 
 def tuple_rotation(
@@ -219,7 +233,7 @@ def tuple_rotation(
         m = torch.tensor([[c, -s], [s, c]], dtype=dtype, device=device)
         return x_start @ m.T, s_start + sq * (t - t0)
 
-    return ClosedFormProblem("tuple_rotation", func, t0, t1, exact)
+    return ClosedFormProblem("tuple_rotation", func, t0, t1, exact, rate=omega)
 
 
 def all_problems(
