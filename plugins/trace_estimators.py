@@ -295,7 +295,9 @@ class AnalyticTrace(TraceEstimator):
     """The field's own closed-form divergence (``field.divergence(t, x)``).
 
     Only for fields with ``has_divergence = True``; the compatibility function
-    refuses any other field.
+    refuses any other field. A field that also offers
+    ``value_and_divergence(t, x)`` (as ``mlp`` does) is evaluated with it, in
+    one pass.
     """
 
     requires_divergence = True
@@ -314,6 +316,9 @@ class AnalyticTrace(TraceEstimator):
                 f"{type(field).__name__} has no closed-form divergence (has_divergence=False); "
                 "use the 'exact' or 'hutchinson' trace estimator."
             )
+        both = getattr(field, "value_and_divergence", None)
+        if callable(both):
+            return both(t, x)  # type: ignore[no-any-return]
         return field(t, x), divergence(t, x)
 
 

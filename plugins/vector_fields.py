@@ -9,6 +9,7 @@ move a field with ``.to(...)`` like any module.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -19,6 +20,7 @@ from flowkit.interfaces import VectorField
 
 __all__ = [
     "ACTIVATIONS",
+    "ACTIVATION_DERIVATIVES",
     "ConcatSquashField",
     "ConcatSquashLinear",
     "HyperNetField",
@@ -39,6 +41,34 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
 }
 """Activation names accepted by the fields' ``activation`` option."""
+
+
+def _sigmoid_derivative(a: Tensor) -> Tensor:
+    s = torch.sigmoid(a)
+    return s * (1 - s)
+
+
+def _silu_derivative(a: Tensor) -> Tensor:
+    s = torch.sigmoid(a)
+    return s * (1 + a * (1 - s))
+
+
+def _gelu_derivative(a: Tensor) -> Tensor:
+    cdf = 0.5 * (1 + torch.erf(a / math.sqrt(2)))
+    return cdf + a * torch.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
+
+
+ACTIVATION_DERIVATIVES: dict[str, Callable[[Tensor], Tensor]] = {
+    "tanh": lambda a: 1 - torch.tanh(a).pow(2),
+    "softplus": torch.sigmoid,
+    "relu": lambda a: (a > 0).to(a.dtype),
+    "elu": lambda a: torch.where(a > 0, torch.ones_like(a), torch.exp(a)),
+    "silu": _silu_derivative,
+    "swish": _silu_derivative,
+    "sigmoid": _sigmoid_derivative,
+    "gelu": _gelu_derivative,
+}
+"""The derivative of each activation of :data:`ACTIVATIONS` (default parameters)."""
 
 
 def make_activation(name: str) -> nn.Module:
@@ -80,6 +110,15 @@ def _time_column(t: Tensor, x: Tensor) -> Tensor:
 class MLPField(VectorField):
     """A multilayer perceptron on ``[t, x]``: time concatenated to the input.
 
+    Its divergence is known in closed form: the Jacobian is
+    ``W_out D_L W_L ... D_1 W_1x`` with ``D_k`` the diagonal matrices of the
+    activations' derivatives and ``W_1x`` the first layer without its time
+    column, so :meth:`divergence` computes the exact trace from that product
+    (forward accumulation over ``min(dim, width_1)`` columns, using
+    ``tr(D_1 W_1x W_out ...)`` cyclically when the first hidden layer is
+    narrower than ``dim``), with no vector-Jacobian product at all. The cost is
+    ``O(batch * sum_k width_k width_(k+1) * min(dim, width_1))``.
+
     Arguments:
         dim: the dimension of ``x``.
         hidden: widths of the hidden layers.
@@ -89,16 +128,20 @@ class MLPField(VectorField):
         ValueError: for a non-positive ``dim``, bad widths or an unknown activation.
     """
 
+    has_divergence = True
+
     def __init__(
         self, *, dim: int, hidden: Sequence[int] = (64, 64, 64), activation: str = "tanh"
     ) -> None:
         super().__init__()
         self.dim = _check_dim(dim)
         widths = _check_widths(hidden)
+        act = make_activation(activation)
+        self._derivative = ACTIVATION_DERIVATIVES[activation.lower()]
         layers: list[nn.Module] = []
         fan_in = self.dim + 1
         for width in widths:
-            layers += [nn.Linear(fan_in, width), make_activation(activation)]
+            layers += [nn.Linear(fan_in, width), type(act)()]
             fan_in = width
         layers.append(nn.Linear(fan_in, self.dim))
         self.net = nn.Sequential(*layers)
@@ -106,6 +149,58 @@ class MLPField(VectorField):
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
         """``f(t, x)`` for ``x`` of shape ``(batch, dim)``."""
         return self.net(torch.cat([_time_column(t, x), x], dim=1))
+
+    divergence_chunk_elements: int = 2**18
+    """Batch rows are processed in chunks whose Jacobian block holds about this many
+    entries: small enough to stay in cache (measured 2-4x faster on CPU than one
+    batch-wide block), large enough to keep the per-chunk overhead small."""
+
+    def value_and_divergence(self, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(f(t, x), tr(df/dx))`` from one forward pass; see the class docstring."""
+        linears = [m for m in self.net if isinstance(m, nn.Linear)]
+        columns = min(self.dim, linears[0].out_features)
+        width = max(m.out_features for m in linears[:-1])
+        chunk = max(1, self.divergence_chunk_elements // (columns * width))
+        if x.shape[0] <= chunk:
+            return self._value_and_divergence(t, x)
+        parts = [self._value_and_divergence(t, xc) for xc in x.split(chunk)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _value_and_divergence(self, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        linears = [m for m in self.net if isinstance(m, nn.Linear)]
+        h = torch.cat([_time_column(t, x), x], dim=1)
+        slopes = []
+        for i, layer in enumerate(linears[:-1]):
+            pre = layer(h)
+            slopes.append(self._derivative(pre))
+            h = self.net[2 * i + 1](pre)
+        out = linears[-1](h)
+        w_in = linears[0].weight[:, 1:]  # (h1, dim): the x columns
+        w_out = linears[-1].weight  # (dim, hL)
+        hidden_w = [layer.weight for layer in linears[1:-1]]
+        # Jacobian columns are kept as rows, (batch, columns, width), so each layer is one
+        # large matrix product (batch * columns, width) @ (width, width').
+        if self.dim <= w_in.shape[0]:
+            # forward accumulation of the Jacobian's dim columns through the hidden layers
+            m = slopes[0].unsqueeze(1) * w_in.T.contiguous()  # (B, dim, h1), row-major
+            for w, s in zip(hidden_w, slopes[1:], strict=True):
+                m = (m @ w.T) * s.unsqueeze(1)  # (B, dim, h_k)
+            div = (m * w_out).sum((1, 2))  # sum_ij W_out[i, j] (D_L ... W_1x)[j, i]
+        else:
+            # tr(W_out D_L ... W_2 D_1 W_1x) = tr(D_1 (W_1x W_out) D_L W_L ... D_2 W_2)
+            c = w_in @ w_out  # (h1, hL)
+            if not hidden_w:
+                div = (slopes[0] * torch.diagonal(c)).sum(-1)
+            else:
+                r = slopes[1].unsqueeze(1) * hidden_w[0].T.contiguous()  # (B, h1, h2)
+                for w, s in zip(hidden_w[1:], slopes[2:], strict=True):
+                    r = (r @ w.T) * s.unsqueeze(1)  # (B, h1, h_k)
+                div = ((r * c).sum(-1) * slopes[0]).sum(-1)
+        return out, div
+
+    def divergence(self, t: Tensor, x: Tensor) -> Tensor:
+        """The exact ``tr(df/dx)`` per sample, shape ``(batch,)``."""
+        return self.value_and_divergence(t, x)[1]
 
 
 class ConcatSquashLinear(nn.Module):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from flowkit.plugins.vector_fields import ACTIVATIONS, LinearField
+from flowkit.plugins.vector_fields import ACTIVATIONS, LinearField, MLPField
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -54,25 +54,46 @@ def test_rows_are_independent(name: str, dim: int, batch: int, seed: int) -> Non
                 assert torch.count_nonzero(full[b, :, c, :]) == 0, (b, c)
 
 
-@pytest.mark.parametrize(
-    "name", [n for n in FIELDS if REGISTRY.get("vector_field", n).capabilities["has_divergence"]]
-)
-@pytest.mark.parametrize("time_dependent", [False, True])
+DIVERGENCE_CASES = [
+    (name, options)
+    for name in FIELDS
+    if REGISTRY.get("vector_field", name).capabilities["has_divergence"]
+    for options in (
+        [{}, {"time_dependent": True}]
+        if "time_dependent" in (REGISTRY.get("vector_field", name).options() or [])
+        else [{}]
+    )
+]
+
+
+@pytest.mark.parametrize("name, options", DIVERGENCE_CASES, ids=str)
 @given(dim=fst.dims(), seed=fst.seeds(), t=st.floats(-1.0, 1.0))
-def test_closed_form_divergence(
-    name: str, time_dependent: bool, dim: int, seed: int, t: float
-) -> None:
+def test_closed_form_divergence(name: str, options: dict, dim: int, seed: int, t: float) -> None:
     torch.manual_seed(seed)
-    options = {"time_dependent": True} if time_dependent else {}
-    if time_dependent and "time_dependent" not in (
-        REGISTRY.get("vector_field", name).options() or []
-    ):
-        pytest.skip(f"{name} has no time_dependent option")
     field = make(name, dim, **options)
     x = torch.randn(4, dim)
     tt = torch.tensor(t)
     expected = torch.diagonal(per_sample_jacobian(field, tt, x), dim1=1, dim2=2).sum(-1)
     torch.testing.assert_close(field.divergence(tt, x), expected, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("dim, hidden", [(3, (8, 8, 8)), (3, (8,)), (6, (4,)), (6, (4, 5, 3))])
+def test_mlp_divergence_every_activation_and_branch(
+    activation: str, dim: int, hidden: tuple[int, ...]
+) -> None:
+    """Both the forward-accumulation (dim <= width) and the cyclic (dim > width) branch."""
+    torch.manual_seed(0)
+    field = MLPField(dim=dim, hidden=hidden, activation=activation)
+    x, t = torch.randn(5, dim), torch.tensor(0.3)
+    expected = torch.diagonal(per_sample_jacobian(field, t, x), dim1=1, dim2=2).sum(-1)
+    value, div = field.value_and_divergence(t, x)
+    torch.testing.assert_close(div, expected, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(value, field(t, x), atol=0, rtol=0)
+    field.divergence_chunk_elements = 1  # one row per chunk: the chunked path
+    value, div = field.value_and_divergence(t, x)
+    torch.testing.assert_close(div, expected, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(value, field(t, x), atol=1e-15, rtol=0)
 
 
 def test_linear_field_values() -> None:
