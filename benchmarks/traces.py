@@ -15,7 +15,9 @@ Estimators are timed interleaved (each repetition runs every estimator once,
 in a rotating order) in one process with one thread; medians are reported,
 with the ratio ``exact_loop / exact``. Variance: the per-sample variance of the
 estimate over independent probe draws, averaged over the batch (0 for exact
-estimators), next to the mean squared exact trace for scale.
+estimators), next to the mean squared exact trace for scale; Hutchinson is
+also run with Hutch++'s budget of vector-Jacobian products
+(``hutchinson_x3``) so that the two can be compared at equal cost.
 
 Usage:
     python benchmarks/traces.py            # full run, writes bench-out/traces.json
@@ -42,11 +44,18 @@ __all__ = ["main", "run"]
 def _estimators(registry: Any) -> dict[str, Any]:
     """Every registered estimator the compatibility function accepts for an MLP field."""
     field = registry.get("vector_field", "mlp")
-    return {
+    out = {
         spec.name: registry.create("trace_estimator", spec.name)
         for spec in registry.specs("trace_estimator")
         if check_compatibility(field=field, trace=spec).ok
     }
+    if "hutchinson" in out and "hutchpp" in out:
+        # Hutchinson at Hutch++'s budget of vector-Jacobian products: the fair variance pair
+        budget = out["hutchpp"].n_probes
+        out[f"hutchinson_x{budget}"] = registry.create(
+            "trace_estimator", "hutchinson", n_probes=budget
+        )
+    return out
 
 
 def _one_call(estimator: Any, field: Any, t: torch.Tensor, x: torch.Tensor, mode: str) -> None:
