@@ -60,7 +60,10 @@ def test_report_files_and_schema(tiny_run: tuple[dict[str, Any], Path]) -> None:
     markdown = (out / "report.md").read_text()
     for suite in report["suites"]:
         assert f"## {suite}" in markdown
-    for png in ("error_vs_time.png", "memory_vs_steps.png"):
+    pngs = ["error_vs_time.png", "memory_vs_steps.png"]
+    if "training" in report["suites"]:
+        pngs.append("nll_vs_time.png")
+    for png in pngs:
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
         assert f"({png})" in markdown
 

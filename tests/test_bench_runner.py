@@ -33,7 +33,7 @@ def _accuracy_tasks() -> list[Task]:
     config = BenchConfig(
         suites=("accuracy",),
         selection=Selection(
-            integrators=("rk4",), traces=("exact", "hutchinson"), gradients=("backprop",)
+            integrators=("rk4", "dopri5"), traces=("analytic",), gradients=("backprop",)
         ),
         quick=True,
     )
@@ -65,3 +65,13 @@ def test_workers_give_the_same_measurements_as_one_process() -> None:
         return {(r.key, r.repeat): (r.seed, r.metrics["logp_error"]) for r in records}
 
     assert errors(serial) == errors(parallel)
+
+
+def test_isolated_repetition_is_killed_at_the_deadline() -> None:
+    config = BenchConfig(suites=("memory",), selection=Selection(gradients=("backprop",)))
+    task = plan_tasks(config).tasks[-1]
+    assert task.isolate
+    start = time.monotonic()
+    (record,) = run_tasks([task], RunSettings(repeats=1, budget_s=0.3))
+    assert time.monotonic() - start < 0.3 + 6.0  # the kill, plus joining the process
+    assert record.status == "timeout" and "budget" in record.error

@@ -66,6 +66,7 @@ def aggregate(tasks: Sequence[Task], records: Sequence[Record]) -> list[dict[str
                 "status": status,
                 "repeats": len(ok),
                 "errors": errors,
+                "warnings": sorted({w for r in runs for w in r.warnings}),
                 "ranks": sorted({r.rank for r in runs}),
                 "metrics": metrics,
                 "samples": samples,

@@ -233,6 +233,9 @@ def _assemble(
     failed = [r for r in results if r["status"] in ("error", "timeout")]
     for res in failed:
         notes.append(f"{res['key']} failed: {'; '.join(res['errors'])}")
+    for res in results:
+        for warning in res["warnings"]:
+            notes.append(f"{res['key']} warned: {warning}")
     if config.workers > 1:
         notes.append(
             f"{config.workers} worker processes shared the machine: timings include contention"

@@ -6,24 +6,26 @@ task before any task runs repetition ``r + 1``, so slow drift of the machine
 fixed seed :func:`~flowkit.bench.tasks.unit_seed` of its task and index.
 
 The time budget is respected by never starting a repetition whose expected
-duration (the last duration of that task, or of its suite) would end past the
-deadline; an isolated repetition (its own subprocess) is also killed at the
-deadline. A repetition that started in-process finishes, so a run can exceed
-its budget by at most one repetition's length of an unseen task.
+duration (the last duration of that task, or the median of its suite's) would
+end past the deadline; an isolated repetition (its own process, forked from a
+server with torch and flowkit preloaded) is also killed at the deadline. A
+repetition that started in-process finishes, so a run can exceed its budget
+by at most one repetition's length.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import multiprocessing
+import multiprocessing.context
 import os
-import subprocess
-import sys
+import statistics
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -98,8 +100,11 @@ def execute_unit(task_data: dict, repeat: int, seed: int, threads: int, rank: in
     previous_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)
     start = time.perf_counter()
+    caught: list[warnings.WarningMessage] = []
     try:
-        values = get_suite(task.suite).run(task, seed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            values = get_suite(task.suite).run(task, seed)
         metrics = {k: float(v) for k, v in values.items() if not isinstance(v, list)}
         series = {k: v for k, v in values.items() if isinstance(v, list)}
         status, error = "ok", ""
@@ -111,39 +116,67 @@ def execute_unit(task_data: dict, repeat: int, seed: int, threads: int, rank: in
     finally:
         torch.set_default_dtype(previous_dtype)
     seconds = time.perf_counter() - start
-    return Record(task.key, repeat, status, metrics, series, seconds, seed, rank, error).as_dict()
+    notes = sorted({f"{w.category.__name__}: {w.message}".splitlines()[0][:300] for w in caught})
+    record = Record(task.key, repeat, status, metrics, series, seconds, seed, rank, error, notes)
+    return record.as_dict()
+
+
+_PRELOAD = ["torch", "torchdiffeq", "flowkit.cnf", "flowkit.bench.suites", "flowkit.bench.runner"]
+"""Modules the fork server imports once, so each isolated process starts in milliseconds."""
+
+
+def _isolated_context() -> multiprocessing.context.BaseContext:
+    """A fork server with torch and flowkit preloaded where available, else spawn.
+
+    Each isolated repetition is a fresh process forked from a server that has
+    run no torch operation (no threads to inherit), so its memory peak is its own.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_PRELOAD)
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _isolated_child(
+    conn: Any, task_data: dict, repeat: int, seed: int, threads: int, rank: int
+) -> None:
+    conn.send(execute_unit(task_data, repeat, seed, threads, rank))
+    conn.close()
 
 
 def _execute_isolated(
     task: Task, repeat: int, seed: int, threads: int, rank: int, timeout: float | None
 ) -> dict:
-    """Run one repetition in a fresh Python process (a clean memory peak)."""
-    payload = json.dumps(
-        {"task": task.as_dict(), "repeat": repeat, "seed": seed, "threads": threads, "rank": rank}
+    """Run one repetition in a fresh process of its own (a clean memory peak).
+
+    The process is killed when ``timeout`` (what is left of the budget) passes.
+    """
+    context = _isolated_context()
+    receiver, sender = context.Pipe(duplex=False)
+    proc = context.Process(
+        target=_isolated_child,
+        args=(sender, task.as_dict(), repeat, seed, threads, rank),
+        daemon=True,
     )
     start = time.perf_counter()
+    proc.start()
+    sender.close()
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "flowkit.bench.isolated"],
-            input=payload,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        seconds = time.perf_counter() - start
-        return Record(
-            task.key, repeat, "timeout", {}, {}, seconds, seed, rank, "killed at the time budget"
-        ).as_dict()
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:500]
-        seconds = time.perf_counter() - start
-        return Record(
-            task.key, repeat, "error", {}, {}, seconds, seed, rank, f"subprocess failed: {tail}"
-        ).as_dict()
-    return json.loads(lines[-1])  # type: ignore[no-any-return]
+        if receiver.poll(timeout):
+            data: dict = receiver.recv()
+            proc.join(5.0)
+            return data
+        status, error = "timeout", "killed at the time budget"
+    except EOFError:
+        status, error = "error", f"the isolated process died (exit code {proc.exitcode})"
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5.0)
+        receiver.close()
+    seconds = time.perf_counter() - start
+    return Record(task.key, repeat, status, {}, {}, seconds, seed, rank, error).as_dict()
 
 
 def _run_unit(unit: Unit, settings: RunSettings, timeout: float | None) -> dict:
@@ -164,14 +197,18 @@ class _Estimator:
 
     def __init__(self) -> None:
         self.by_task: dict[str, float] = {}
-        self.by_suite: dict[str, float] = {}
+        self.by_suite: dict[str, list[float]] = {}
 
     def expect(self, task: Task) -> float:
-        return self.by_task.get(task.key, self.by_suite.get(task.suite, 0.0))
+        """The task's last duration; for an unseen task, its suite's median so far."""
+        if task.key in self.by_task:
+            return self.by_task[task.key]
+        seen = self.by_suite.get(task.suite)
+        return statistics.median(seen) if seen else 0.0
 
     def update(self, task: Task, seconds: float) -> None:
         self.by_task[task.key] = seconds
-        self.by_suite[task.suite] = max(self.by_suite.get(task.suite, 0.0), seconds)
+        self.by_suite.setdefault(task.suite, []).append(seconds)
 
 
 def run_tasks(

@@ -84,6 +84,7 @@ class Record:
         seed: the seed the repetition ran with.
         rank: the ``torchrun`` rank (0 outside distributed runs).
         error: a one-line description when ``status`` is not ``"ok"``.
+        warnings: the warnings the measured code raised, one line each.
     """
 
     key: str
@@ -95,6 +96,7 @@ class Record:
     seed: int = 0
     rank: int = 0
     error: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-data form."""

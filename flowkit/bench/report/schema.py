@@ -9,7 +9,7 @@ Top-level keys (schema ``flowkit.bench/1``):
 * ``settings`` -- suites, selection, repeats, seed, budget, workers, world size...;
 * ``suites`` -- per suite: its question and metric descriptions;
 * ``results`` -- one entry per task: suite, key, subject, group, params, status,
-  repeats, errors, ranks, ``metrics`` (per metric: median, q1, q3, min, max, n)
+  repeats, errors, warnings, ranks, ``metrics`` (per metric: median, q1, q3, min, max, n)
   ``samples`` (the raw values) and ``series`` (curves, one per repetition);
 * ``ratios`` -- flowkit / peer ratios of medians on the same work;
 * ``goals`` -- the issue's goals: name, target, measured value, whether met;
@@ -55,6 +55,7 @@ _RESULT_KEYS: dict[str, type | tuple[type, ...]] = {
     "status": str,
     "repeats": int,
     "errors": list,
+    "warnings": list,
     "ranks": list,
     "metrics": dict,
     "samples": dict,
