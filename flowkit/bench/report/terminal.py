@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -18,7 +19,8 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
     The best median of each column (lowest time, error, memory...) is shown
     bold green with a ``*``; ``±`` gives half the interquartile range.
     """
-    console = console or Console()
+    if console is None:  # piped output (CI, torchrun) gets wide tables instead of wrapped ones
+        console = Console() if sys.stdout.isatty() else Console(width=160)
     for question_suite, suite in report["suites"].items():
         console.print(f"[bold]{question_suite}[/bold]: {suite['question']}")
     for tab in suite_tables(report):
