@@ -69,10 +69,16 @@ class Integrator(ABC):
     def integrate(self, func: Dynamics, y0: State, t: Tensor) -> Solution:
         """Solve from ``t[0]`` through every time of ``t``; see the class contract."""
 
-    def integrate_checkpointed(self, func: Dynamics, y0: State, t: Tensor) -> Solution:
+    def integrate_checkpointed(
+        self, func: Dynamics, y0: State, t: Tensor, params: Sequence[Tensor]
+    ) -> Solution:
         """Like :meth:`integrate`, keeping only step states for the backward pass.
 
-        Available when ``checkpointable`` is True.
+        Available when ``checkpointable`` is True. Each step's internals are
+        recomputed in the backward pass; the forward pass costs the same
+        function evaluations as :meth:`integrate`, and gradients reach ``y0``
+        and ``params`` (the tensors ``func`` depends on), equal to those of
+        backpropagating through :meth:`integrate` to round-off.
         """
         raise FlowkitError(
             f"{type(self).__name__} does not support step checkpointing "
