@@ -5,8 +5,9 @@
 * ``adjoint``: flowkit's solver-agnostic continuous adjoint (any integrator);
   gradient of the exact flow, approximate to the solver's tolerance; memory
   constant in the number of steps (the large logic is in :mod:`flowkit.adjoint`).
-* ``checkpoint``: exact gradient, recomputing each step's internals; memory
-  grows with the steps by one state per step. Needs ``checkpointable``.
+* ``checkpoint``: exact gradient, recomputing each step's internals in the
+  backward pass; memory grows with the steps by one state per step. Needs
+  ``checkpointable``.
 * ``reversible``: exact gradient with constant memory, for integrators declaring
   ``reversible`` (``torchsde.reversible_heun``).
 * ``torchdiffeq_adjoint``: torchdiffeq's own adjoint, for integrators declaring
@@ -178,18 +179,34 @@ class Adjoint(GradientStrategy):
 class Checkpoint(GradientStrategy):
     """Backpropagation with recomputation: only the solver's step states are kept.
 
-    Each step's internals (the field's activations, the stages) are recomputed
-    in the backward pass, so the gradient equals ``backprop``'s to round-off.
-    Delegates to the integrator's ``integrate_checkpointed``.
+    Each accepted step is one autograd node that keeps its input state and
+    recomputes the step's internals (the stages, the field's activations, a
+    trace estimator's graphs) in the backward pass, so the gradient equals
+    ``backprop``'s to round-off. The forward pass evaluates the field exactly
+    as often as ``backprop``'s; the backward pass re-evaluates every accepted
+    step once (``stats.backward_nfe``). Delegates to the integrator's
+    ``integrate_checkpointed``.
 
     When not to use it: memory still grows with the number of steps (one
-    state per step), and each step's field evaluations run twice; use
-    ``adjoint`` or ``reversible`` when the number of steps is unbounded. Needs
-    an integrator with ``checkpointable=True``.
+    state per step, two for FSAL methods), and each step's field evaluations
+    run twice, so it is slower than ``backprop`` whenever ``backprop``'s
+    memory fits; use ``adjoint`` or ``reversible`` when the number of steps is
+    unbounded. Gradients reach only ``params`` (tensors the field closes over
+    that are not among them get none), and they cannot be differentiated
+    again (no higher-order gradients). Needs an integrator with
+    ``checkpointable=True`` (the native Runge-Kutta ones).
+
+    Arguments:
+        params: the tensors to differentiate with respect to (default: the
+            ``params`` given to the solve, else every parameter of ``func``
+            when it is an ``nn.Module``, as for ``adjoint``).
     """
 
     requires = ("checkpointable",)
     exact_discrete_gradient: ClassVar[bool] = True
+
+    def __init__(self, *, params: Sequence[Tensor] | None = None) -> None:
+        self.params = None if params is None else list(params)
 
     def solve(
         self,
@@ -201,7 +218,8 @@ class Checkpoint(GradientStrategy):
         params: Sequence[Tensor] | None = None,
     ) -> Solution:
         """Run the integrator's checkpointed solve."""
-        return integrator.integrate_checkpointed(func, y0, t)
+        chosen = self.params if self.params is not None else params
+        return integrator.integrate_checkpointed(func, y0, t, resolve_params(func, chosen))
 
 
 class Reversible(GradientStrategy):

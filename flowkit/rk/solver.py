@@ -5,10 +5,11 @@ a concrete method is a subclass that sets ``tableau`` and ``order`` (see
 ``plugins/native_integrators.py``). Both implement the
 :class:`~flowkit.interfaces.Integrator` contract for tensor and tuple states,
 either time direction and several output times, and both are
-``checkpointable``: :meth:`integrate_checkpointed` recomputes each step's
-internals in the backward pass (``torch.utils.checkpoint``, non-reentrant),
-with the step sizes decided on detached values, so its gradients equal those
-of plain backpropagation through the same steps.
+``checkpointable``: :meth:`integrate_checkpointed` makes each accepted step
+one autograd node that recomputes the step's internals in the backward pass
+(:mod:`flowkit.rk.checkpointed`), with the step sizes decided on detached
+values, so its gradients equal those of plain backpropagation through the same
+steps, for the same forward function evaluations.
 
 Output times are reached without degrading accuracy: a method with dense output
 (``dopri5``) interpolates with its own continuous extension; every other method
@@ -23,18 +24,18 @@ from __future__ import annotations
 import itertools
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from flowkit.errors import MaxStepsExceededError, NonFiniteStateError, StepSizeUnderflowError
 from flowkit.interfaces import Integrator
+from flowkit.rk.checkpointed import CheckpointedSteps
 from flowkit.rk.control import ErrorNorm, PIController, Tolerance, initial_step, rms_norm
 from flowkit.rk.control import validate_tolerance as _validate_tol
-from flowkit.rk.stepper import LeafFunc, StepResult, dense_state, rk_step
+from flowkit.rk.stepper import StepResult, dense_state, rk_step
 from flowkit.rk.tableau import ButcherTableau
 from flowkit.solution import Solution, SolverStats
 from flowkit.state import Dynamics, State, as_tuple, like
@@ -109,6 +110,36 @@ class _Problem:
         self.checked = True
 
 
+class _PlainSteps:
+    """Steps recorded by autograd as they are computed (the ``integrate`` path).
+
+    The same interface as :class:`~flowkit.rk.checkpointed.CheckpointedSteps`:
+    :meth:`trial` computes a step, :meth:`accept` returns ``(y1, f1, dense
+    states)`` of an accepted one, :meth:`evaluate` evaluates the field.
+    """
+
+    def __init__(self, tableau: ButcherTableau, problem: _Problem) -> None:
+        self.tableau = tableau
+        self.evaluate = problem
+
+    def trial(
+        self, t: float, y: tuple[Tensor, ...], f0: tuple[Tensor, ...] | None, h: float
+    ) -> StepResult:
+        return rk_step(self.tableau, self.evaluate, t, y, f0, h)
+
+    def accept(
+        self,
+        t: float,
+        y: tuple[Tensor, ...],
+        f0: tuple[Tensor, ...] | None,
+        h: float,
+        res: StepResult,
+        thetas: Sequence[float],
+    ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...] | None, list[tuple[Tensor, ...]]]:
+        dense = [dense_state(self.tableau, y, res.ks, h, th) for th in thetas]
+        return res.y1, res.f1, dense
+
+
 class RungeKuttaIntegrator(Integrator):
     """Shared machinery of the native Runge-Kutta integrators.
 
@@ -126,37 +157,42 @@ class RungeKuttaIntegrator(Integrator):
             StepSizeUnderflowError, MaxStepsExceededError, NonFiniteStateError:
                 as described in the integrator contract.
         """
-        return self._run(func, y0, t, checkpointed=False)
+        return self._run(func, y0, t)
 
-    def integrate_checkpointed(self, func: Dynamics, y0: State, t: Tensor) -> Solution:
-        """Like :meth:`integrate`, recomputing each step in the backward pass."""
-        return self._run(func, y0, t, checkpointed=True)
+    def integrate_checkpointed(
+        self, func: Dynamics, y0: State, t: Tensor, params: Sequence[Tensor]
+    ) -> Solution:
+        """Like :meth:`integrate`, recomputing each step in the backward pass.
 
-    def _run(self, func: Dynamics, y0: State, t: Tensor, *, checkpointed: bool) -> Solution:
+        Each accepted step becomes one autograd node that keeps only its input
+        state (see :mod:`flowkit.rk.checkpointed`): the forward pass costs the
+        same function evaluations as :meth:`integrate`, the backward pass one
+        re-evaluation of each accepted step (``stats.backward_nfe``), and the
+        gradients equal those of :meth:`integrate` to round-off.
+
+        Arguments:
+            func, y0, t: as for :meth:`integrate`.
+            params: the tensors ``func`` depends on that receive gradients;
+                other tensors ``func`` closes over get none.
+
+        Raises:
+            StepSizeUnderflowError, MaxStepsExceededError, NonFiniteStateError:
+                as described in the integrator contract.
+        """
+        return self._run(func, y0, t, params=tuple(params))
+
+    def _run(
+        self, func: Dynamics, y0: State, t: Tensor, *, params: tuple[Tensor, ...] | None = None
+    ) -> Solution:
         raise NotImplementedError
 
     # -- helpers shared by both loops ----------------------------------------
-    def _stepper(
-        self, problem: _Problem, checkpointed: bool
-    ) -> tuple[
-        Callable[[float, tuple[Tensor, ...], tuple[Tensor, ...] | None, float], StepResult],
-        LeafFunc,
-    ]:
-        tableau = self.tableau
-        if not checkpointed:
-
-            def step(t: float, y: tuple[Tensor, ...], f0: tuple[Tensor, ...] | None, h: float):
-                return rk_step(tableau, problem, t, y, f0, h)
-
-            return step, problem
-
-        def step_ckpt(t: float, y: tuple[Tensor, ...], f0: tuple[Tensor, ...] | None, h: float):
-            return checkpoint(rk_step, tableau, problem, t, y, f0, h, use_reentrant=False)
-
-        def eval_ckpt(t: float, y: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-            return checkpoint(problem, t, y, use_reentrant=False)
-
-        return step_ckpt, eval_ckpt
+    def _steps(
+        self, problem: _Problem, params: tuple[Tensor, ...] | None, stats: SolverStats
+    ) -> _PlainSteps | CheckpointedSteps:
+        if params is None:
+            return _PlainSteps(self.tableau, problem)
+        return CheckpointedSteps(self.tableau, problem, params, stats)
 
     @staticmethod
     def _start(func: Dynamics, y0: State, t: Tensor) -> tuple[_Problem, list[float]]:
@@ -264,10 +300,12 @@ class FixedStepRungeKutta(RungeKuttaIntegrator):
             counts.append(max(1, near if abs(r - near) <= 1e-9 * max(1.0, r) else math.ceil(r)))
         return counts
 
-    def _run(self, func: Dynamics, y0: State, t: Tensor, *, checkpointed: bool) -> Solution:
+    def _run(
+        self, func: Dynamics, y0: State, t: Tensor, *, params: tuple[Tensor, ...] | None = None
+    ) -> Solution:
         problem, times = self._start(func, y0, t)
-        step, _ = self._stepper(problem, checkpointed)
         stats = SolverStats()
+        steps = self._steps(problem, params, stats)
         y = problem.leaves
         outputs = [y]
         taken = 0
@@ -284,8 +322,8 @@ class FixedStepRungeKutta(RungeKuttaIntegrator):
                         y0, t, outputs, y, t_k, stats, self.max_steps, self.on_max_steps
                     )
                 h_k = (b - t_k) if k == m - 1 else h
-                res = step(t_k, y, f0, h_k)
-                y, f0 = res.y1, res.f1
+                res = steps.trial(t_k, y, f0, h_k)
+                y, f0, _ = steps.accept(t_k, y, f0, h_k, res, ())
                 taken += 1
                 if not _all_finite(y):
                     raise NonFiniteStateError(
@@ -392,19 +430,21 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
             t=t_cur,
         )
 
-    def _run(self, func: Dynamics, y0: State, t: Tensor, *, checkpointed: bool) -> Solution:
+    def _run(
+        self, func: Dynamics, y0: State, t: Tensor, *, params: tuple[Tensor, ...] | None = None
+    ) -> Solution:
         tableau = self.tableau
         problem, times = self._start(func, y0, t)
-        step, evaluate = self._stepper(problem, checkpointed)
+        stats = SolverStats()
+        steps = self._steps(problem, params, stats)
         direction = 1.0 if times[1] > times[0] else -1.0
         tol = Tolerance.build(self.rtol, self.atol, problem.leaves)
         ctrl = PIController(tableau.step_exponent, beta=self.controller_beta)
         dense = tableau.dense is not None
-        stats = SolverStats()
 
         t_cur = times[0]
         y = problem.leaves
-        f0: tuple[Tensor, ...] | None = evaluate(t_cur, y)
+        f0: tuple[Tensor, ...] | None = steps.evaluate(t_cur, y)
         if self.first_step is not None:
             h = self.first_step
         else:
@@ -438,8 +478,8 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
                 t_new = t_cur + direction * h
             h_signed = t_new - t_cur
             if f0 is None:
-                f0 = evaluate(t_cur, y)
-            res = step(t_cur, y, f0, h_signed)
+                f0 = steps.evaluate(t_cur, y)
+            res = steps.trial(t_cur, y, f0, h_signed)
             attempts += 1
             ratio = self._ratio(res, tol, y)
             if not math.isfinite(ratio):
@@ -451,19 +491,18 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
                 )
             if ratio <= 1.0:
                 stats.n_accepted += 1
+                thetas = []
                 if dense:
                     while idx < n_out and direction * (times[idx] - t_new) < 0:
-                        theta = (times[idx] - t_cur) / h_signed
-                        outputs.append(dense_state(tableau, y, res.ks, h_signed, theta))
+                        thetas.append((times[idx] - t_cur) / h_signed)
                         idx += 1
-                    if idx < n_out and times[idx] == t_new:
-                        outputs.append(res.y1)
-                        idx += 1
-                elif t_new == target:
-                    outputs.append(res.y1)
+                hit = idx < n_out and times[idx] == t_new
+                y1, f0, between = steps.accept(t_cur, y, f0, h_signed, res, thetas)
+                outputs.extend(between)
+                if hit:
+                    outputs.append(y1)
                     idx += 1
-                y, t_cur = res.y1, t_new
-                f0 = res.f1
+                y, t_cur = y1, t_new
                 last_h = abs(h_signed)
                 h = last_h * ctrl.accept(ratio)
             else:
