@@ -154,7 +154,7 @@ MEMORY_CONFIGS: dict[str, tuple[str, str]] = {
     "backprop": ("rk4", "step_size"),
     "checkpoint": ("rk4", "step_size"),
     "adjoint": ("rk4", "step_size"),
-    "reversible": ("torchsde.reversible_heun", "dt"),
+    "reversible": ("torchsde.reversible_heun", "step_size"),
     "torchdiffeq_adjoint": ("torchdiffeq.rk4", "step_size"),
 }
 
@@ -276,9 +276,9 @@ def timing_configs() -> dict[str, dict[str, Any]]:
             "options": dopri,
             "gradient": "torchdiffeq_adjoint",
         },
-        "reversible/torchsde.reversible_heun(dt=0.05)": {
+        "reversible/torchsde.reversible_heun(step_size=0.05)": {
             "integrator": "torchsde.reversible_heun",
-            "options": {"dt": 0.05},
+            "options": {"step_size": 0.05},
             "gradient": "reversible",
         },
     }

@@ -21,8 +21,9 @@ adjoint_method="adjoint_reversible_heun")``, whose backward pass reconstructs
 the forward states algebraically, so its gradients equal backpropagation
 through the same steps to round-off, in memory independent of the step count.
 
-Options: ``dt`` (the largest step) or ``n_steps`` (equal steps across the whole
-span; default 100 when neither is given).
+Options: ``step_size`` (the largest step; flowkit's name for every fixed-step
+integrator, passed to torchsde as its ``dt``) or ``n_steps`` (equal steps
+across the whole span; default 100 when neither is given).
 """
 
 from __future__ import annotations
@@ -148,9 +149,10 @@ class TorchsdeIntegrator(Integrator):
     """A torchsde solver used as a fixed-step ODE integrator.
 
     Arguments:
-        dt: the largest step; each output interval is split into equal steps.
+        step_size: the largest step; each output interval is split into equal
+            steps (torchsde's ``dt``).
         n_steps: the number of equal steps across the whole span (exclusive
-            with ``dt``; default 100 when neither is given).
+            with ``step_size``; default 100 when neither is given).
 
     Raises:
         TypeError: for an unknown option.
@@ -160,17 +162,25 @@ class TorchsdeIntegrator(Integrator):
     method: ClassVar[str] = ""
     adaptive: ClassVar[bool] = False
 
-    def __init__(self, *, dt: float | None = None, n_steps: int | None = None) -> None:
-        if dt is not None and n_steps is not None:
-            raise ValueError(f"give either dt or n_steps, not both (got {dt!r}, {n_steps!r}).")
-        if dt is not None and (isinstance(dt, bool) or not dt > 0 or not math.isfinite(dt)):
-            raise ValueError(f"dt must be a positive finite number, got {dt!r}.")
+    def __init__(self, *, step_size: float | None = None, n_steps: int | None = None) -> None:
+        if step_size is not None and n_steps is not None:
+            raise ValueError(
+                f"give either step_size or n_steps, not both (got step_size={step_size!r}, "
+                f"n_steps={n_steps!r})."
+            )
+        if step_size is not None and (
+            isinstance(step_size, bool)
+            or not isinstance(step_size, (int, float))
+            or not step_size > 0
+            or not math.isfinite(step_size)
+        ):
+            raise ValueError(f"step_size must be a positive finite number, got {step_size!r}.")
         if n_steps is not None and (
             isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1
         ):
             raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}.")
-        self.dt = None if dt is None else float(dt)
-        self.n_steps = 100 if (dt is None and n_steps is None) else n_steps
+        self.step_size = None if step_size is None else float(step_size)
+        self.n_steps = 100 if (step_size is None and n_steps is None) else n_steps
 
     def integrate(self, func: Dynamics, y0: State, t: Tensor) -> Solution:
         """Solve with ``torchsde.sdeint``; see :class:`~flowkit.interfaces.Integrator`."""
@@ -188,7 +198,7 @@ class TorchsdeIntegrator(Integrator):
         y = flatten_state(y0).unsqueeze(0)
         bm = _zero_brownian_class()(tuple(y.shape), y.dtype, y.device)
         span = abs(times[-1] - times[0])
-        largest = self.dt if self.dt is not None else span / self.n_steps  # type: ignore[operator]
+        largest = self.step_size if self.step_size is not None else span / self.n_steps  # type: ignore[operator]
         outputs = [y]
         h = largest
         for a, b in itertools.pairwise(times):

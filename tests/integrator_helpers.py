@@ -36,9 +36,8 @@ def fixed_step_options(name: str, h: float) -> dict[str, Any] | None:
         if opts is not None and {"first_step", "max_step", "rtol", "atol"} <= set(opts):
             return {"first_step": h, "max_step": h, "rtol": 1e3, "atol": 1e3}
         return None
-    for key in ("step_size", "dt"):
-        if opts is None or key in opts:
-            return {key: h}
+    if opts is None or "step_size" in opts:
+        return {"step_size": h}
     return None
 
 

@@ -4,11 +4,11 @@ times, tuple states, both time directions, float32 and float64.
 Expectations come from the declared capabilities (``order``, ``adaptive``); the list of
 integrators comes from the registry, so a new plugin is tested without editing this file.
 
-Convergence order is measured at fixed steps: fixed-step methods get ``step_size`` (or
-``dt``); adaptive ones are pinned to a step ``h`` with ``first_step = max_step = h`` and
-tolerances so loose that every step is accepted, which measures the order of the
-propagated solution (the declared ``order``). A tolerance sweep would instead mix the
-controller's behaviour into the slope.
+Convergence order is measured at fixed steps: fixed-step methods get ``step_size``
+(flowkit's name for every fixed-step integrator); adaptive ones are pinned to a step ``h``
+with ``first_step = max_step = h`` and tolerances so loose that every step is accepted,
+which measures the order of the propagated solution (the declared ``order``). A tolerance
+sweep would instead mix the controller's behaviour into the slope.
 """
 
 from __future__ import annotations
@@ -201,12 +201,37 @@ def test_tuple_tolerances_and_norm_option() -> None:
     assert max_error(semi.ys[0][-1], p.exact(p.t1)[0]) < 1e-6
 
 
-def test_fixed_step_n_steps_and_step_size() -> None:
+FIXED_STEP = [n for n in INTEGRATORS if not spec(n).capabilities["adaptive"]]
+
+
+def _takes(name: str, option: str) -> bool:
+    options = spec(name).options()
+    return options is None or option in options
+
+
+@pytest.mark.parametrize("name", FIXED_STEP)
+def test_fixed_step_integrators_take_step_size(name: str) -> None:
+    """``step_size`` is flowkit's option name for every fixed-step integrator (the
+    conformance kit relies on it): the largest step, so span 2 takes 7 steps of 0.3
+    or less (native and torchsde: 2/7 each; torchdiffeq's grid: 0.3, then 0.2)."""
+    p = PROBLEMS["exponential_decay"]
+    sol = run(name, p.func, p.y0, p.times(2), step_size=0.3)
+    assert sol.stats.n_accepted == 7
+    assert 0 < sol.stats.final_step_size <= 0.3 + 1e-12
+
+
+@pytest.mark.parametrize("name", [n for n in FIXED_STEP if _takes(n, "n_steps")])
+def test_fixed_step_n_steps(name: str) -> None:
+    p = PROBLEMS["exponential_decay"]
+    sol = run(name, p.func, p.y0, p.times(3), n_steps=10)
+    assert sol.stats.n_accepted == 10
+    with pytest.raises(ValueError, match="either step_size or n_steps"):
+        run(name, p.func, p.y0, p.times(2), step_size=0.1, n_steps=3)
+
+
+def test_rk4_counts_four_evaluations_per_step() -> None:
     p = PROBLEMS["exponential_decay"]
     sol = run("rk4", p.func, p.y0, p.times(3), n_steps=10)
     assert sol.stats.n_accepted == 10 and sol.stats.nfe == 40
     sol = run("rk4", p.func, p.y0, p.times(2), step_size=0.3)  # span 2 -> 7 steps of 2/7
-    assert sol.stats.n_accepted == 7
-    assert math.isclose(sol.stats.final_step_size, 2 / 7)
-    with pytest.raises(ValueError, match="either step_size or n_steps"):
-        run("rk4", p.func, p.y0, p.times(2), step_size=0.1, n_steps=3)
+    assert sol.stats.nfe == 28 and math.isclose(sol.stats.final_step_size, 2 / 7)
