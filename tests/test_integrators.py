@@ -28,6 +28,7 @@ from integrator_helpers import (
     tolerance_options,
 )
 
+from flowkit.registry import get_registry
 from flowkit.state import as_tuple
 from flowkit.testing.problems import all_problems, linear_skew
 
@@ -38,7 +39,6 @@ PROBLEMS = {p.name: p for p in all_problems()}
 KNOWN_BACKEND_DEVIATIONS = {
     "torchdiffeq.fehlberg2": "global error exceeds 500 x tol (up to 0.55 relative at tol 1e-4)",
     "torchdiffeq.dopri8": "outputs come from a 4th-order interpolant: ~1e-4 error at tol 1e-7",
-    "torchdiffeq.implicit_adams": "corrector iterations stop at rtol=1e-3, polluting the error",
 }
 
 
@@ -235,3 +235,18 @@ def test_rk4_counts_four_evaluations_per_step() -> None:
     assert sol.stats.n_accepted == 10 and sol.stats.nfe == 40
     sol = run("rk4", p.func, p.y0, p.times(2), step_size=0.3)  # span 2 -> 7 steps of 2/7
     assert sol.stats.nfe == 28 and math.isclose(sol.stats.final_step_size, 2 / 7)
+
+
+def test_torchdiffeq_methods_are_registered_or_skipped_with_a_reason() -> None:
+    """The backend reads torchdiffeq's own method table: every method is reachable
+    as ``torchdiffeq.<name>`` unless it is skipped, with a reason, and not registered."""
+    pytest.importorskip("torchdiffeq")
+    from flowkit.plugins import torchdiffeq_backend as backend
+
+    registry = get_registry()
+    for method in backend.solver_table():
+        name = f"torchdiffeq.{method}"
+        if method in backend.SKIPPED:
+            assert backend.SKIPPED[method] and ("integrator", name) not in registry, name
+        else:
+            assert ("integrator", name) in registry, name
