@@ -134,7 +134,7 @@ class _CountingFunc(nn.Module):
             self.stats.backward_nfe += 1
         else:
             self.stats.nfe += 1
-            self.last_t = t
+            self.last_t = t.detach()
         out = self.func(t, y)
         self.last_out = out
         return out

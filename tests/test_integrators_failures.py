@@ -12,6 +12,7 @@ from integrator_helpers import INTEGRATORS, fixed_step_options, run, spec, toler
 from flowkit.errors import MaxStepsExceededError, NonFiniteStateError, StepSizeUnderflowError
 from flowkit.registry import get_registry
 from flowkit.testing.problems import exponential_decay, tuple_rotation
+from flowkit.testing.tolerances import integrator_tolerance
 
 ADAPTIVE = [n for n in INTEGRATORS if spec(n).capabilities["adaptive"]]
 NATIVE_ADAPTIVE = [n for n in ADAPTIVE if spec(n).plugin == "native_integrators"]
@@ -56,13 +57,24 @@ def test_nan_in_initial_state(name: str) -> None:
         run(name, lambda t, y: -y, y0, torch.tensor([0.0, 1.0]), **_default_options(name))
 
 
+def _order_tolerance(name: str, low: float, high: float) -> float:
+    """``low`` for methods of order 3 or less, ``high`` otherwise: near a pole (or
+    at a tight tolerance) low orders take ``tol**(-1/order)`` times more steps."""
+    return low if spec(name).capabilities["order"] <= 3 else high
+
+
 @pytest.mark.parametrize("name", ADAPTIVE)
 def test_step_size_underflow_near_a_singularity(name: str) -> None:
+    tol = _order_tolerance(name, 1e-4, 1e-6)
     y0 = torch.ones(1)
     with pytest.raises((StepSizeUnderflowError, NonFiniteStateError)) as info:
-        run(name, blow_up, y0, torch.tensor([0.0, 2.0]), **tolerance_options(name, 1e-6))
-    # The numerical blow-up time differs from 1 by the solution's error.
-    assert info.value.t is not None and 0.9 < info.value.t < 1.01
+        run(name, blow_up, y0, torch.tensor([0.0, 2.0]), **tolerance_options(name, tol))
+    # 1/y = 1 - t exactly, so a relative error e of y moves the numerical pole by
+    # e (1 - t) <= e: the time reached is within the global error bound of 1.
+    bound = integrator_tolerance(
+        torch.float64, order=spec(name).capabilities["order"], adaptive=True, rtol=tol, atol=tol
+    ).atol
+    assert info.value.t is not None and abs(info.value.t - 1.0) <= bound, (info.value.t, bound)
 
 
 @pytest.mark.parametrize("name", NATIVE_ADAPTIVE)
@@ -195,12 +207,23 @@ NATIVE_ADJOINT = [n for n in INTEGRATORS if spec(n).capabilities["native_adjoint
 
 @pytest.mark.parametrize("name", [n for n in NATIVE_ADJOINT if spec(n).capabilities["adaptive"]])
 def test_native_adjoint_gradient_matches_closed_form(name: str) -> None:
+    tol = _order_tolerance(name, 1e-6, 1e-9)
     p = exponential_decay()
-    integrator = get_registry().create("integrator", name, rtol=1e-9, atol=1e-9)
+    integrator = get_registry().create("integrator", name, rtol=tol, atol=tol)
     y0 = p.y0.clone().requires_grad_(True)
     sol = integrator.integrate_native_adjoint(p.func, y0, p.times(2), [p.param])
     sol.ys[-1].sum().backward()
-    torch.testing.assert_close(p.param.grad, p.grad_param(p.t0, p.t1), rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(y0.grad, p.grad_y0(p.t0, p.t1), rtol=1e-5, atol=1e-7)
+    # The gradients solve the (linear, unit-scale) adjoint system with the same
+    # tolerance; the function evaluations bound the number of steps of the model.
+    bound = integrator_tolerance(
+        torch.float64,
+        order=spec(name).capabilities["order"],
+        adaptive=True,
+        rtol=tol,
+        atol=tol,
+        n_steps=sol.stats.nfe,
+    )
+    bound.assert_close(p.param.grad, p.grad_param(p.t0, p.t1), "dL/dk")
+    bound.assert_close(y0.grad, p.grad_y0(p.t0, p.t1), "dL/dy0")
     assert sol.stats.backward_nfe > 0
     p.param.grad = None
