@@ -26,7 +26,7 @@ from torch import Tensor
 from flowkit.interfaces import VectorField
 from flowkit.plugins.vector_fields import LinearField
 from flowkit.registry import ComponentSpec
-from flowkit.testing.tolerances import Tolerance, fixed_step_for, integrator_tolerance
+from flowkit.testing.tolerances import Tolerance, accuracy_options
 
 __all__ = [
     "TanhField",
@@ -156,7 +156,7 @@ def solver_options(
 
     Adaptive integrators get ``rtol = atol = target`` (default
     ``max(1e-9, 10**-(2 order + 1))``, tight yet affordable for low orders);
-    fixed-step ones the step (option ``step_size``, ``dt`` or ``n_steps``)
+    fixed-step ones the step (option ``step_size``, or ``n_steps``)
     of :func:`~flowkit.testing.tolerances.fixed_step_for`, but at most
     ``max_steps`` steps over ``span`` (low-order methods then get a looser,
     still model-derived bound). The bound is
@@ -170,27 +170,15 @@ def solver_options(
         dtype: the dtype computed in (adds its round-off).
 
     Raises:
-        ValueError: for a fixed-step integrator without a known step option.
+        TypeError: for a fixed-step integrator without a step option.
     """
-    caps = spec.capabilities
     if target is None:
-        target = max(1e-9, 10.0 ** -(2 * caps["order"] + 1))
-    if caps["adaptive"]:
-        options = {"rtol": target, "atol": target}
-        tol = integrator_tolerance(
-            dtype, order=caps["order"], adaptive=True, rtol=target, atol=target, span=span
-        )
-        return options, tol
-    _, n = fixed_step_for(caps["order"], target, span=span)
-    h = abs(span) / min(n, max_steps)
-    tol = integrator_tolerance(dtype, order=caps["order"], adaptive=False, step_size=h, span=span)
-    accepted = spec.options() or []
-    for name in ("step_size", "dt"):
-        if name in accepted:
-            return {name: h}, tol
-    if "n_steps" in accepted:
-        return {"n_steps": min(n, max_steps)}, tol
-    raise ValueError(
-        f"integrator {spec.name!r} takes none of step_size, dt or n_steps; "
-        "pass its step options explicitly."
+        target = max(1e-9, 10.0 ** -(2 * spec.capabilities["order"] + 1))
+    return accuracy_options(
+        spec.capabilities,
+        set(spec.options() or []) or None,
+        target=target,
+        span=span,
+        dtype=dtype,
+        max_steps=max_steps,
     )

@@ -28,7 +28,7 @@ from flowkit.state import as_tuple
 from flowkit.testing import problems
 from flowkit.testing.tolerances import (
     Tolerance,
-    fixed_step_for,
+    accuracy_options,
     integrator_tolerance,
     roundoff,
     statistical_bound,
@@ -40,7 +40,6 @@ __all__ = [
     "check_trace_estimator",
     "check_gradient_strategy",
     "check_vector_field",
-    "accuracy_options",
     "expm_frechet_adjoint",
 ]
 
@@ -76,40 +75,6 @@ def _label(target: ConformanceTarget) -> str:
         return repr(target)
     cls = target if isinstance(target, type) else type(target)
     return cls.__name__
-
-
-def accuracy_options(
-    capabilities: dict[str, Any],
-    accepted: set[str] | None,
-    *,
-    target: float,
-    span: float,
-    dtype: torch.dtype = torch.float64,
-    max_steps: int = 400,
-) -> tuple[dict[str, Any], Tolerance]:
-    """Options making an integrator accurate to about ``target``, and the bound to check.
-
-    Adaptive integrators get ``rtol = atol = target``. Fixed-step ones get the
-    step of :func:`~flowkit.testing.tolerances.fixed_step_for` (at most
-    ``max_steps`` steps), passed as ``step_size`` (the convention every
-    fixed-step integrator follows; ``n_steps`` when that is all it takes).
-    """
-    order = int(capabilities["order"])
-    if capabilities["adaptive"]:
-        tol = integrator_tolerance(dtype, order=order, adaptive=True, rtol=target, atol=target)
-        return {"rtol": target, "atol": target}, tol
-    _, n = fixed_step_for(order, target, span=span)
-    n = min(n, max_steps)
-    h = abs(span) / n
-    tol = integrator_tolerance(dtype, order=order, adaptive=False, step_size=h, span=span)
-    if accepted is None or "step_size" in accepted:
-        return {"step_size": h}, tol
-    if "n_steps" in accepted:
-        return {"n_steps": n}, tol
-    raise TypeError(
-        "a fixed-step integrator must accept a 'step_size' (or 'n_steps') option so that its "
-        f"accuracy can be set; it accepts {sorted(accepted)}"
-    )
 
 
 def _accepted(factory: Any) -> set[str] | None:

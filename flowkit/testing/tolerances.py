@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -18,6 +19,7 @@ __all__ = [
     "roundoff",
     "integrator_tolerance",
     "fixed_step_for",
+    "accuracy_options",
     "statistical_bound",
     "GLOBAL_ERROR_FACTOR",
     "STEP_ACCUMULATION",
@@ -126,3 +128,37 @@ def statistical_bound(std_error: float, *, n_std: float = 4.0) -> float:
     fails it with probability below 1e-4 (Gaussian tail at 4 sigma).
     """
     return n_std * std_error
+
+
+def accuracy_options(
+    capabilities: dict[str, Any],
+    accepted: set[str] | None,
+    *,
+    target: float,
+    span: float,
+    dtype: torch.dtype = torch.float64,
+    max_steps: int = 400,
+) -> tuple[dict[str, Any], Tolerance]:
+    """Options making an integrator accurate to about ``target``, and the bound to check.
+
+    Adaptive integrators get ``rtol = atol = target``. Fixed-step ones get the
+    step of :func:`~flowkit.testing.tolerances.fixed_step_for` (at most
+    ``max_steps`` steps), passed as ``step_size`` (the convention every
+    fixed-step integrator follows; ``n_steps`` when that is all it takes).
+    """
+    order = int(capabilities["order"])
+    if capabilities["adaptive"]:
+        tol = integrator_tolerance(dtype, order=order, adaptive=True, rtol=target, atol=target)
+        return {"rtol": target, "atol": target}, tol
+    _, n = fixed_step_for(order, target, span=span)
+    n = min(n, max_steps)
+    h = abs(span) / n
+    tol = integrator_tolerance(dtype, order=order, adaptive=False, step_size=h, span=span)
+    if accepted is None or "step_size" in accepted:
+        return {"step_size": h}, tol
+    if "n_steps" in accepted:
+        return {"n_steps": n}, tol
+    raise TypeError(
+        "a fixed-step integrator must accept a 'step_size' (or 'n_steps') option so that its "
+        f"accuracy can be set; it accepts {sorted(accepted)}"
+    )
