@@ -21,6 +21,8 @@ References:
     Appl. Math. Lett. 2(4), 1989.
     J. R. Dormand, P. J. Prince, "A family of embedded Runge-Kutta formulae",
     J. Comput. Appl. Math. 6(1), 1980.
+    L. F. Shampine, "Some practical Runge-Kutta formulas", Math. Comp. 46(173),
+    1986 (the embedded error estimate of ``dopri5``).
     Ch. Tsitouras, "Runge-Kutta pairs of order 5(4) satisfying only the first
     column simplifying assumption", Comput. Math. Appl. 62(2), 2011.
 """
@@ -115,8 +117,14 @@ BOSH3 = ButcherTableau(
 )
 
 _DOPRI5_B = _f(F(35, 384), 0, F(500, 1113), F(125, 192), F(-2187, 6784), F(11, 84), 0)
+# The embedded fourth-order solution of Shampine (1986), as torchdiffeq and diffrax use
+# it; Dormand and Prince's own (Hairer's DOPRI5 code) is
+# (5179/57600, 0, 7571/16695, 393/640, -92097/339200, 187/2100, 1/40). Same propagated
+# solution; Shampine's estimate is less pessimistic: on the closed forms of
+# flowkit.testing about 6% fewer evaluations for a global error about 1.5x larger at
+# the same tolerance, and the same steps as torchdiffeq.dopri5.
 _DOPRI5_BHAT = _f(
-    F(5179, 57600), 0, F(7571, 16695), F(393, 640), F(-92097, 339200), F(187, 2100), F(1, 40)
+    F(1951, 21600), 0, F(22642, 50085), F(451, 720), F(-12231, 42400), F(649, 6300), F(1, 60)
 )
 # Hairer's dense-output weights d_j of DOPRI5 (continuous extension of order 4).
 _DOPRI5_D = _f(

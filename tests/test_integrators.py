@@ -198,9 +198,12 @@ def test_native_dopri5_agrees_with_torchdiffeq() -> None:
             tuple(x[-1] for x in as_tuple(ours.ys)), tuple(x[-1] for x in as_tuple(theirs.ys))
         )
         assert diff <= 1e3 * 1e-6, p.name
-        # Same tableau, same I-controller and initial step rule: comparable work.
+        # Same tableau and error estimate, same initial step, controller and tuple norm:
+        # the same steps, except that flowkit shortens its last step onto t1 where
+        # torchdiffeq steps past t1 and interpolates (one rejection more or less:
+        # measured 92 vs 98 evaluations on time_dependent_growth, equal elsewhere).
         ratio = ours.stats.nfe / theirs.stats.nfe
-        assert 0.75 <= ratio <= 1.33, f"{p.name}: nfe {ours.stats.nfe} vs {theirs.stats.nfe}"
+        assert 0.9 <= ratio <= 1.1, f"{p.name}: nfe {ours.stats.nfe} vs {theirs.stats.nfe}"
 
 
 @pytest.mark.parametrize("name", [n for n in INTEGRATORS if spec(n).capabilities["adaptive"]])

@@ -1,7 +1,10 @@
 """Step-size control for adaptive Runge-Kutta methods.
 
-* :func:`rms_norm`: the default error norm, the root mean square over every
-  element of every leaf of a (tuple) state.
+* :func:`mixed_rms_norm`: the default error norm, the root mean square of each
+  leaf of a (tuple) state, and the largest of them (torchdiffeq's default for
+  tuple states: a small leaf such as a CNF's ``delta_logp`` is not drowned by
+  a large one).
+* :func:`rms_norm`: the root mean square over every element of every leaf.
 * :class:`Tolerance`: ``atol + rtol * max(|y0|, |y1|)`` per leaf, with scalar,
   per-component tensor or per-leaf tolerances.
 * :func:`initial_step`: the standard starting-step heuristic.
@@ -33,6 +36,7 @@ __all__ = [
     "PIController",
     "Tolerance",
     "initial_step",
+    "mixed_rms_norm",
     "rms_norm",
     "validate_tolerance",
 ]
@@ -58,6 +62,23 @@ def rms_norm(leaves: tuple[Tensor, ...]) -> Tensor:
     total = sum(x.numel() for x in leaves)
     sq = torch.stack([torch.linalg.vector_norm(x).pow(2) for x in leaves]).sum()
     return (sq / max(total, 1)).sqrt()
+
+
+def mixed_rms_norm(leaves: tuple[Tensor, ...]) -> Tensor:
+    """The largest root mean square over the leaves (each leaf's RMS on its own).
+
+    Arguments:
+        leaves: the scaled errors, one tensor per leaf of the state.
+
+    Returns:
+        A 0-d tensor; for a single leaf, its RMS.
+    """
+    if len(leaves) == 1:
+        x = leaves[0]
+        return torch.linalg.vector_norm(x) / math.sqrt(max(x.numel(), 1))
+    return torch.stack(
+        [torch.linalg.vector_norm(x) / math.sqrt(max(x.numel(), 1)) for x in leaves]
+    ).max()
 
 
 def _check_tol(name: str, value: object) -> None:
@@ -205,19 +226,27 @@ class PIController:
 
     After an accepted step with error ratio ``r_n`` (the previous accepted one
     ``r_{n-1}``) the factor is ``safety * r_n^(-alpha) * r_{n-1}^beta`` with
-    ``alpha = 1/k - 0.75 beta``, clipped to ``[min_factor, max_factor]`` and
-    never above 1 right after a rejection. A rejected step shrinks by
-    ``max(min_factor, safety * r^(-1/k))``. ``beta = 0`` is the classic
-    integral (I) controller that torchdiffeq uses; Hairer's PI choice for
-    DOPRI5 is ``beta = 0.04`` (``0.2/k`` in general), which damps step-size
-    oscillations on mildly stiff problems at the price of more steps on smooth
-    ones.
+    ``alpha = 1/k - 0.75 beta``, clipped to ``[min_factor, max_factor]``. A
+    rejected step shrinks by ``max(min_factor, safety * r^(-1/k))``. ``beta = 0``
+    is the classic integral (I) controller; Hairer's PI choice for DOPRI5 is
+    ``beta = 0.04`` (``0.2/k`` in general), which damps step-size oscillations
+    on mildly stiff problems at the price of more steps on smooth ones.
+
+    Two safeguards tell the published controllers apart: Hairer's codes let
+    the step shrink after an accepted step (down to ``min_factor``) and never
+    let it grow right after a rejection (``shrink_after_accept`` and
+    ``hold_after_reject``, the defaults); torchdiffeq's integral controller
+    does neither: after an accepted step the factor is at least 1.
 
     Arguments:
         exponent: ``k``, the error order of the method plus one.
         beta: the weight of the previous error ratio (default 0).
         safety: the safety factor (0.9).
         min_factor, max_factor: bounds of the factor (0.2, 10).
+        shrink_after_accept: whether an accepted step may be followed by a
+            smaller one (default True).
+        hold_after_reject: whether the factor is capped at 1 for the step
+            after a rejection (default True).
     """
 
     exponent: int
@@ -225,6 +254,8 @@ class PIController:
     safety: float = 0.9
     min_factor: float = 0.2
     max_factor: float = 10.0
+    shrink_after_accept: bool = True
+    hold_after_reject: bool = True
 
     def __post_init__(self) -> None:
         self.alpha = 1.0 / self.exponent - 0.75 * self.beta
@@ -233,12 +264,13 @@ class PIController:
 
     def accept(self, ratio: float) -> float:
         """The factor for the next step after accepting one with ``ratio <= 1``."""
+        floor = self.min_factor if self.shrink_after_accept else 1.0
         if ratio == 0.0:
             factor = self.max_factor
         else:
             factor = self.safety * ratio ** (-self.alpha) * self.prev_ratio**self.beta
-            factor = min(self.max_factor, max(self.min_factor, factor))
-        if self.rejected_last:
+            factor = min(self.max_factor, max(floor, factor))
+        if self.rejected_last and self.hold_after_reject:
             factor = min(factor, 1.0)
         self.prev_ratio = max(ratio, 1e-4)
         self.rejected_last = False

@@ -33,7 +33,7 @@ from torch import Tensor
 from flowkit.errors import MaxStepsExceededError, NonFiniteStateError, StepSizeUnderflowError
 from flowkit.interfaces import Integrator
 from flowkit.rk.checkpointed import CheckpointedSteps
-from flowkit.rk.control import ErrorNorm, PIController, Tolerance, initial_step, rms_norm
+from flowkit.rk.control import ErrorNorm, PIController, Tolerance, initial_step, mixed_rms_norm
 from flowkit.rk.control import validate_tolerance as _validate_tol
 from flowkit.rk.stepper import StepResult, dense_state, rk_step
 from flowkit.rk.tableau import ButcherTableau
@@ -360,12 +360,18 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
         on_max_steps: ``"raise"`` (default) or ``"return"`` the partial
             solution, with ``stats.status == "max_steps_reached"``.
         norm: a callable taking the tuple of scaled-error leaves and returning
-            a scalar (default: RMS over all leaves); e.g. a seminorm that
-            ignores some leaves.
+            a scalar (default: :func:`~flowkit.rk.control.mixed_rms_norm`,
+            the largest per-leaf RMS, as torchdiffeq; ``rms_norm`` pools all
+            leaves); e.g. a seminorm that ignores some leaves.
         controller_beta: the PI controller's weight of the previous error
-            ratio (default 0, the integral controller, which takes the same
-            steps as torchdiffeq; Hairer's PI value for dopri5 is 0.04, see
-            :class:`~flowkit.rk.control.PIController`).
+            ratio. The default 0 is the integral controller as torchdiffeq
+            applies it (after an accepted step the step never shrinks, and it
+            may grow right after a rejection), so that a native method takes
+            the same steps as torchdiffeq's with the same tableau. A positive
+            value (Hairer's PI value for dopri5 is 0.04) selects Hairer's PI
+            controller with his safeguards (the step may shrink after an
+            accepted step and does not grow right after a rejection); see
+            :class:`~flowkit.rk.control.PIController`.
 
     Raises:
         TypeError: for an unknown option or a wrongly typed value.
@@ -402,7 +408,7 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
         self.on_max_steps = _check_on_max_steps(on_max_steps)
         if norm is not None and not callable(norm):
             raise TypeError(f"norm must be callable, got {type(norm).__name__}.")
-        self.norm: ErrorNorm = norm or rms_norm
+        self.norm: ErrorNorm = norm or mixed_rms_norm
         beta = _positive("controller_beta", controller_beta, allow_zero=True) or 0.0
         if beta >= 0.5:
             raise ValueError(f"controller_beta must be below 0.5, got {controller_beta!r}.")
@@ -439,7 +445,13 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
         steps = self._steps(problem, params, stats)
         direction = 1.0 if times[1] > times[0] else -1.0
         tol = Tolerance.build(self.rtol, self.atol, problem.leaves)
-        ctrl = PIController(tableau.step_exponent, beta=self.controller_beta)
+        hairer = self.controller_beta > 0
+        ctrl = PIController(
+            tableau.step_exponent,
+            beta=self.controller_beta,
+            shrink_after_accept=hairer,
+            hold_after_reject=hairer,
+        )
         dense = tableau.dense is not None
 
         t_cur = times[0]
