@@ -30,6 +30,7 @@ from integrator_helpers import (
 )
 
 from flowkit.registry import get_registry
+from flowkit.rk import PIController, mixed_rms_norm, rms_norm
 from flowkit.state import as_tuple
 from flowkit.testing.problems import all_problems, linear_skew
 
@@ -292,3 +293,17 @@ def test_torchdiffeq_methods_are_registered_or_skipped_with_a_reason() -> None:
             assert backend.SKIPPED[method] and ("integrator", name) not in registry, name
         else:
             assert ("integrator", name) in registry, name
+
+
+def test_default_norm_and_controller_rules() -> None:
+    """The default error norm is the largest per-leaf RMS; the default (integral)
+    controller never shrinks the step after an accepted one, Hairer's PI one may."""
+    small, large = torch.full((1,), 2.0), torch.ones(3)
+    assert float(mixed_rms_norm((large, small))) == 2.0
+    assert math.isclose(float(rms_norm((large, small))), math.sqrt(7 / 4))
+    integral = PIController(5, shrink_after_accept=False, hold_after_reject=False)
+    hairer = PIController(5, beta=0.04)
+    assert integral.accept(0.95) == 1.0 and hairer.accept(0.95) < 1.0
+    integral.reject(4.0)
+    hairer.reject(4.0)
+    assert integral.accept(1e-3) > 1.0 and hairer.accept(1e-3) == 1.0
