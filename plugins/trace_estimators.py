@@ -144,8 +144,8 @@ class ExactTrace(TraceEstimator):
     using a custom ``torch.autograd.Function`` without vmap support) is
     evaluated with the per-dimension loop of ``exact_loop`` instead, with a
     ``RuntimeWarning``; the value is the same, only slower. The same happens
-    inside contexts ``torch.func`` refuses, such as saved-tensor hooks (the
-    ``checkpoint`` gradient strategy's recomputation).
+    inside contexts ``torch.func`` refuses, such as saved-tensor hooks
+    (``torch.utils.checkpoint`` around the field).
 
     Memory: the batched pullback holds ``dim`` copies of the backward
     intermediates, ``O(dim * batch * width)``; pass ``chunk_size`` to bound it.

@@ -83,13 +83,13 @@ def _configure(
     if n > max_steps:
         n = max_steps
         h = span / n
-    for name in ("step_size", "dt"):
+    for name in ("step_size",):
         if accepts(name):
             tol = integrator_tolerance(
                 torch.float64, order=caps["order"], adaptive=False, step_size=h, span=span
             )
             return {name: h}, tol, n
-    pytest.skip(f"fixed-step integrator {spec.name!r} takes no step_size/dt option")
+    pytest.skip(f"fixed-step integrator {spec.name!r} takes no step_size option")
 
 
 class Linear(nn.Module):
