@@ -176,7 +176,35 @@ class Adjoint(GradientStrategy):
         )
 
 
-class Checkpoint(GradientStrategy):
+class _IntegratorMethod(GradientStrategy):
+    """A strategy that delegates to one of the integrator's own solve methods.
+
+    Subclasses name the method (``integrate_checkpointed``,
+    ``integrate_reversible``, ``integrate_native_adjoint``) and the capability
+    it needs in ``requires``; parameters are resolved as for ``adjoint``.
+    """
+
+    method: ClassVar[str]
+
+    def __init__(self, *, params: Sequence[Tensor] | None = None) -> None:
+        self.params = None if params is None else list(params)
+
+    def solve(
+        self,
+        integrator: Integrator,
+        func: Dynamics,
+        y0: State,
+        t: Tensor,
+        *,
+        params: Sequence[Tensor] | None = None,
+    ) -> Solution:
+        """Run the integrator's own method with the resolved parameters."""
+        chosen = self.params if self.params is not None else params
+        run = getattr(integrator, self.method)
+        return run(func, y0, t, resolve_params(func, chosen))  # type: ignore[no-any-return]
+
+
+class Checkpoint(_IntegratorMethod):
     """Backpropagation with recomputation: only the solver's step states are kept.
 
     Each accepted step is one autograd node that keeps its input state and
@@ -205,24 +233,10 @@ class Checkpoint(GradientStrategy):
     requires = ("checkpointable",)
     exact_discrete_gradient: ClassVar[bool] = True
 
-    def __init__(self, *, params: Sequence[Tensor] | None = None) -> None:
-        self.params = None if params is None else list(params)
-
-    def solve(
-        self,
-        integrator: Integrator,
-        func: Dynamics,
-        y0: State,
-        t: Tensor,
-        *,
-        params: Sequence[Tensor] | None = None,
-    ) -> Solution:
-        """Run the integrator's checkpointed solve."""
-        chosen = self.params if self.params is not None else params
-        return integrator.integrate_checkpointed(func, y0, t, resolve_params(func, chosen))
+    method: ClassVar[str] = "integrate_checkpointed"
 
 
-class Reversible(GradientStrategy):
+class Reversible(_IntegratorMethod):
     """The algebraically exact adjoint of a reversible integrator.
 
     The backward pass reconstructs the forward states exactly by running the
@@ -243,24 +257,10 @@ class Reversible(GradientStrategy):
     constant_memory = True
     exact_discrete_gradient: ClassVar[bool] = True
 
-    def __init__(self, *, params: Sequence[Tensor] | None = None) -> None:
-        self.params = None if params is None else list(params)
-
-    def solve(
-        self,
-        integrator: Integrator,
-        func: Dynamics,
-        y0: State,
-        t: Tensor,
-        *,
-        params: Sequence[Tensor] | None = None,
-    ) -> Solution:
-        """Run the integrator's reversible solve."""
-        chosen = self.params if self.params is not None else params
-        return integrator.integrate_reversible(func, y0, t, resolve_params(func, chosen))
+    method: ClassVar[str] = "integrate_reversible"
 
 
-class TorchdiffeqAdjoint(GradientStrategy):
+class TorchdiffeqAdjoint(_IntegratorMethod):
     """torchdiffeq's own ``odeint_adjoint``, for comparison with flowkit's ``adjoint``.
 
     Delegates to the integrator's ``integrate_native_adjoint``.
@@ -278,21 +278,7 @@ class TorchdiffeqAdjoint(GradientStrategy):
     requires = ("native_adjoint",)
     constant_memory = True
 
-    def __init__(self, *, params: Sequence[Tensor] | None = None) -> None:
-        self.params = None if params is None else list(params)
-
-    def solve(
-        self,
-        integrator: Integrator,
-        func: Dynamics,
-        y0: State,
-        t: Tensor,
-        *,
-        params: Sequence[Tensor] | None = None,
-    ) -> Solution:
-        """Run torchdiffeq's adjoint through the integrator."""
-        chosen = self.params if self.params is not None else params
-        return integrator.integrate_native_adjoint(func, y0, t, resolve_params(func, chosen))
+    method: ClassVar[str] = "integrate_native_adjoint"
 
 
 @hookimpl
