@@ -15,6 +15,7 @@ Environment variables:
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
 import itertools
@@ -140,7 +141,9 @@ class Combination:
         return "-".join(s.name for s in (self.field, self.integrator, self.trace, self.gradient))
 
 
-def _keyword_parameters(factory: Callable[..., Any]) -> set[str] | None:
+@functools.lru_cache(maxsize=512)
+def _keyword_parameters(factory: Callable[..., Any]) -> frozenset[str] | None:
+    """The keyword options ``factory`` accepts (``None``: any), cached per factory."""
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):
@@ -151,7 +154,7 @@ def _keyword_parameters(factory: Callable[..., Any]) -> set[str] | None:
             return None
         if param.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
             names.add(param.name)
-    return names
+    return frozenset(names)
 
 
 def _truthy(value: str | None) -> bool:

@@ -7,6 +7,8 @@ compatibility function, and hands the work to the strategy.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,12 +46,13 @@ def check_times(t: object, y0: State) -> Tensor:
         )
     if not t.is_floating_point():
         t = t.to(leaf.dtype)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"t contains NaN or Inf: {t.tolist()}.")
-    dt = t[1:] - t[:-1]
-    if not (bool((dt > 0).all()) or bool((dt < 0).all())):
+    times = t.tolist()  # one device sync; the checks below are on Python floats
+    if not all(math.isfinite(v) for v in times):
+        raise ValueError(f"t contains NaN or Inf: {times}.")
+    steps = [b - a for a, b in itertools.pairwise(times)]
+    if not (all(d > 0 for d in steps) or all(d < 0 for d in steps)):
         raise ValueError(
-            f"t must be strictly increasing or strictly decreasing, got {t.tolist()}; "
+            f"t must be strictly increasing or strictly decreasing, got {times}; "
             "repeated times are not allowed."
         )
     if t.device != leaf.device:
