@@ -232,6 +232,44 @@ def test_loss_decreases_on_8gaussians(tmp_path: Path) -> None:
     assert result.test_nll < before - 0.2
 
 
+def test_evaluation_uses_the_tight_evaluation_integrator(tmp_path: Path) -> None:
+    """Reported NLLs come from eval_integrator (dopri5 at 1e-5), not the training solver."""
+    from flowkit.cnf import CNF
+
+    config = TrainConfig(
+        **{**TINY, "integrator": "euler", "integrator_options": {"n_steps": 1}, "lr": 5e-2}
+    )
+    trainer = Trainer(config, run_dir=tmp_path, write=False)
+    for _ in range(8):  # move away from the near-identity initial field
+        trainer.step()
+    test = trainer.data.test
+    reference = CNF(
+        trainer.model.field,
+        "dopri5",
+        "exact",
+        "backprop",
+        dim=2,
+        t1=config.t1,
+        integrator_options={"rtol": 1e-10, "atol": 1e-10},
+    )
+    with torch.no_grad():
+        exact_nll = float(-reference.log_prob(test).mean())
+        one_step_nll = float(-trainer.model.log_prob(test).mean())
+    reported = trainer.evaluate(test)
+    assert reported == pytest.approx(exact_nll, abs=1e-5)
+    assert abs(one_step_nll - exact_nll) > 1e-3  # one Euler step: the training solver differs
+    loose = Trainer(
+        config.replace(eval_integrator="euler", eval_integrator_options={"n_steps": 1}),
+        run_dir=tmp_path,
+        write=False,
+    )
+    loose.model.load_state_dict(trainer.model.state_dict())
+    assert loose.evaluate(test) == pytest.approx(one_step_nll, rel=1e-12)
+    bad = Trainer(config.replace(eval_integrator_options={"rtoll": 1e-5}), write=False)
+    with pytest.raises(TypeError, match="rtoll"):
+        bad.evaluate(test)
+
+
 # -- resume and checkpoints -------------------------------------------------------------------
 class _KilledError(Exception):
     pass

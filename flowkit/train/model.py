@@ -6,7 +6,7 @@ import torch
 
 from flowkit.train.config import TrainConfig
 
-__all__ = ["build_model", "resolve_device"]
+__all__ = ["build_eval_model", "build_model", "resolve_device"]
 
 
 def resolve_device(name: str, *, rank: int = 0) -> torch.device:
@@ -51,3 +51,27 @@ def build_model(
         regularizer_options={k: dict(v) for k, v in config.regularizer_options.items()} or None,
     )
     return model.to(device=device, dtype=dtype)
+
+
+def build_eval_model(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
+    """A CNF for reporting: ``model``'s field and trace with the evaluation integrator.
+
+    The field is shared (not copied), so the result follows ``model``'s weights;
+    there are no regularizers, and the gradient strategy is backprop (evaluation
+    runs without gradients).
+
+    Raises:
+        TypeError, RegistryError: an unknown ``eval_integrator`` or option.
+    """
+    from flowkit.cnf import CNF
+
+    return CNF(
+        model.field,
+        config.eval_integrator,
+        model.trace,
+        "backprop",
+        dim=model.dim,
+        t0=float(model.t0),
+        t1=float(model.t1),
+        integrator_options=dict(config.eval_integrator_options),
+    )

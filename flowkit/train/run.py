@@ -27,8 +27,12 @@ __all__ = ["train", "write_outputs"]
 
 
 def write_outputs(trainer: Trainer) -> list[Path]:
-    """The PNGs of a finished run: density, samples and trajectories (2-D) or a digit grid."""
-    model = trainer.final_model()
+    """The PNGs of a finished run: density, samples and trajectories (2-D) or a digit grid.
+
+    The final model is solved by the evaluation integrator (tight by default),
+    like the reported NLLs.
+    """
+    model = trainer.evaluation_model(trainer.final_model())
     data = trainer.data
     out = trainer.run_dir
     written: list[Path] = []

@@ -36,7 +36,7 @@ from flowkit.train.checkpoint import CheckpointError, load_checkpoint, save_chec
 from flowkit.train.config import ConfigError, TrainConfig, dump_toml
 from flowkit.train.distributed import DistContext
 from flowkit.train.logger import MetricsLogger, tensorboard_available
-from flowkit.train.model import build_model, resolve_device
+from flowkit.train.model import build_eval_model, build_model, resolve_device
 
 __all__ = ["TrainResult", "Trainer", "default_run_dir"]
 
@@ -328,15 +328,32 @@ class Trainer:
         return self.last_metrics
 
     # -- evaluation ----------------------------------------------------------------------
+    def evaluation_model(self, model: nn.Module | None = None) -> nn.Module:
+        """``model`` (default: the trained one) solved by the evaluation integrator.
+
+        The returned CNF shares the field (and so the weights) of ``model`` and
+        its trace estimator, but integrates with ``eval_integrator`` and
+        ``eval_integrator_options`` (dopri5 at 1e-5 by default) and without
+        regularizers, so reported NLLs and plots do not profit from a loose
+        training tolerance or a few fixed steps.
+
+        Raises:
+            TypeError, RegistryError: an unknown evaluation integrator or option.
+        """
+        model = model or self.model
+        return build_eval_model(model, self.config)
+
     @torch.no_grad()
     def evaluate(self, x: Tensor, *, model: nn.Module | None = None) -> float:
         """Mean NLL (model space, nats) of ``x`` at the configured end time.
 
-        The work is split across ranks and in chunks of ``eval_batch_size``.
-        Evaluation runs on its own random stream (fixed probes for a stochastic
-        trace), so it neither perturbs nor depends on the training stream.
+        The model is solved by the evaluation integrator (see
+        :meth:`evaluation_model`). The work is split across ranks and in chunks
+        of ``eval_batch_size``. Evaluation runs on its own random stream (fixed
+        probes for a stochastic trace), so it neither perturbs nor depends on
+        the training stream.
         """
-        model = model or self.model
+        model = self.evaluation_model(model)
         model.eval()
         share = x[self.ctx.rank :: self.ctx.world_size] if self.ctx.distributed else x
         total = torch.zeros((), dtype=torch.float64, device=self.device)
