@@ -37,10 +37,10 @@ import json
 import math
 import statistics
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import torch
 import torchdiffeq
 from torch import Tensor, nn
@@ -48,6 +48,8 @@ from torch import Tensor, nn
 from flowkit.cnf import CNF
 from flowkit.data import BatchSampler
 from flowkit.train import TrainConfig, Trainer
+
+__all__ = ["PlainFFJORD", "bench_quality", "bench_speed", "main"]
 
 FFJORD_TOY: dict[str, Any] = {
     "field": "concatsquash",

@@ -14,13 +14,12 @@ import dataclasses
 import difflib
 import json
 import math
+import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import tomllib
 
 from flowkit.errors import FlowkitError
 

@@ -106,7 +106,7 @@ def build_report(
     """Assemble a report that passes :func:`validate_report`."""
     report = {
         "schema": SCHEMA,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "duration_s": duration_s,
         "machine": machine_info(device),
         "versions": versions_info(),
