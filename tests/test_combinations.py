@@ -21,6 +21,8 @@ References:
 from __future__ import annotations
 
 import math
+import os
+import sys
 
 import pytest
 import torch
@@ -37,8 +39,17 @@ from flowkit.testing.conformance import accuracy_options
 from flowkit.testing.tolerances import Tolerance, statistical_bound
 
 PROFILE = settings._current_profile  # the profile conftest.py loaded
-VALID = select_combinations(PROFILE)
+# FLOWKIT_COMBINATIONS=all runs the full product under any profile (cover: the pairwise cover).
+_SELECTION = os.environ.get("FLOWKIT_COMBINATIONS", "")
+if _SELECTION not in ("", "all", "cover"):
+    raise ValueError(f"FLOWKIT_COMBINATIONS must be 'all' or 'cover', got {_SELECTION!r}")
+VALID = select_combinations({"all": "nightly", "cover": "ci"}.get(_SELECTION, PROFILE))
 INVALID = select_combinations(PROFILE, valid=False)
+# Hypothesis's pytest plugin wraps a parametrised test's settings once per item
+# (each wrap's parent is the previous one), and reading a setting walks that
+# chain recursively: with the full product (~1300 items per test) it passes
+# Python's default recursion limit. Raise it in proportion to the items.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * len(VALID) + 2000))
 EXAMPLES = {"nightly": 20}.get(PROFILE, 1)
 TARGET = 1e-5  # the accuracy asked of each integrator (tolerance or step size follow)
 MAX_STEPS = {"nightly": 400}.get(PROFILE, 100)  # caps fixed steps (looser, derived bound)
