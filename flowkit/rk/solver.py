@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
@@ -181,10 +182,11 @@ class RungeKuttaIntegrator(Integrator):
         """
         return self._run(func, y0, t, params=tuple(params))
 
+    @abstractmethod
     def _run(
         self, func: Dynamics, y0: State, t: Tensor, *, params: tuple[Tensor, ...] | None = None
     ) -> Solution:
-        raise NotImplementedError
+        """The stepping loop (fixed-step or adaptive); ``params`` selects checkpointing."""
 
     # -- helpers shared by both loops ----------------------------------------
     def _steps(
