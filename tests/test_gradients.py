@@ -24,6 +24,7 @@ from flowkit.errors import IncompatibleComponentsError
 from flowkit.registry import ComponentSpec, get_registry
 from flowkit.solution import Solution
 from flowkit.solve import solve
+from flowkit.testing.problems import LinearDynamics, expm_frechet
 from flowkit.testing.tolerances import (
     Tolerance,
     fixed_step_for,
@@ -92,33 +93,13 @@ def _configure(
     pytest.skip(f"fixed-step integrator {spec.name!r} takes no step_size option")
 
 
-class Linear(nn.Module):
-    """``f(t, y) = y A^T``."""
-
-    def __init__(self, a: Tensor) -> None:
-        super().__init__()
-        self.a = nn.Parameter(a.clone())
-
-    def forward(self, t: Tensor, y: Tensor) -> Tensor:
-        return y @ self.a.T
-
-
-def _frechet_expm(x: Tensor, e: Tensor) -> Tensor:
-    d = x.shape[0]
-    block = torch.zeros(2 * d, 2 * d, dtype=x.dtype)
-    block[:d, :d] = x
-    block[d:, d:] = x
-    block[:d, d:] = e
-    return torch.linalg.matrix_exp(block)[:d, d:]
-
-
 def _analytic(a: Tensor, y0: Tensor, t: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
     g_y0 = torch.zeros_like(y0)
     g_a = torch.zeros_like(a)
     for i in range(t.shape[0]):
         span = float(t[i] - t[0])
         g_y0 += w[i] @ torch.linalg.matrix_exp(a * span)
-        g_a += span * _frechet_expm(a.T * span, w[i].T @ y0)
+        g_a += span * expm_frechet(a.T * span, w[i].T @ y0)
     return g_y0, g_a
 
 
@@ -141,7 +122,7 @@ def _grads(
     t: Tensor,
     w: Tensor,
 ) -> tuple[Tensor, Tensor]:
-    field = Linear(a)
+    field = LinearDynamics(a)
     y0 = y0.clone().requires_grad_(True)
     sol = solve(field, y0, t, integrator=integrator, gradient=gradient, integrator_options=options)
     g_y0, g_a = torch.autograd.grad((sol.ys * w).sum(), (y0, field.a))
@@ -160,7 +141,7 @@ def _forward_error(
 ) -> float:
     """The measured relative error of the forward solve at the output times."""
     with torch.no_grad():
-        sol = solve(Linear(a), y0, t, integrator=integrator, integrator_options=options)
+        sol = solve(LinearDynamics(a), y0, t, integrator=integrator, integrator_options=options)
         exact = torch.stack([y0 @ torch.linalg.matrix_exp(a * float(s - t[0])).T for s in t])
     return float((sol.ys - exact).abs().max() / exact.abs().max())
 
@@ -234,7 +215,7 @@ def test_incompatible_pairs_raise_with_the_reason(
     ]
     assert missing
     with pytest.raises(IncompatibleComponentsError) as info:
-        solve(Linear(a), y0, t, integrator=integrator.name, gradient=gradient.name)
+        solve(LinearDynamics(a), y0, t, integrator=integrator.name, gradient=gradient.name)
     for need in missing:
         assert f"requires an integrator with {need}=True" in str(info.value)
         assert f"declares {need}=False" in str(info.value)
@@ -303,7 +284,7 @@ def test_adjoint_seminorm(integrator: ComponentSpec) -> None:
     tols = [_gradient_tolerance(model, forward_error, float(e.abs().max())) for e in exact]
     steps = {}
     for semi in (False, True):
-        field = Linear(a)
+        field = LinearDynamics(a)
         y = y0.clone().requires_grad_(True)
         sol = solve(
             field,

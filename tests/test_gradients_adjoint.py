@@ -28,6 +28,7 @@ from flowkit.solution import Solution, SolverStats
 from flowkit.solve import solve
 from flowkit.state import Dynamics, State, as_tuple, like
 from flowkit.testing import strategies as fst
+from flowkit.testing.problems import LinearDynamics, expm_frechet
 from flowkit.testing.tolerances import integrator_tolerance, roundoff
 
 __all__: list[str] = []
@@ -149,27 +150,6 @@ def registry() -> Registry:
 
 
 # -- the closed form ------------------------------------------------------------------
-class Linear(nn.Module):
-    """``f(t, y) = y A^T`` for a batch of row vectors."""
-
-    def __init__(self, a: Tensor) -> None:
-        super().__init__()
-        self.a = nn.Parameter(a.clone())
-
-    def forward(self, t: Tensor, y: Tensor) -> Tensor:
-        return y @ self.a.T
-
-
-def frechet_expm(x: Tensor, e: Tensor) -> Tensor:
-    """The Fréchet derivative ``L(X, E)`` of ``expm`` (block-matrix identity)."""
-    d = x.shape[0]
-    block = torch.zeros(2 * d, 2 * d, dtype=x.dtype)
-    block[:d, :d] = x
-    block[d:, d:] = x
-    block[:d, d:] = e
-    return torch.linalg.matrix_exp(block)[:d, d:]
-
-
 def analytic_gradients(
     a: Tensor, y0: Tensor, t: Tensor, weights: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -181,7 +161,7 @@ def analytic_gradients(
         span = float(t[i] - t[0])
         e = torch.linalg.matrix_exp(a * span)
         g_y0 += weights[i] @ e
-        g_a += span * frechet_expm(a.T * span, weights[i].T @ y0)
+        g_a += span * expm_frechet(a.T * span, weights[i].T @ y0)
         rate = (weights[i] * ((y0 @ e.T) @ a.T)).sum()
         g_t[i] += rate
         g_t[0] -= rate
@@ -209,7 +189,7 @@ def _gradients(
     integrator_options: dict[str, object] | None = None,
     gradient_options: dict[str, object] | None = None,
 ) -> tuple[tuple[Tensor, Tensor, Tensor], Solution]:
-    field = Linear(a)
+    field = LinearDynamics(a)
     y0 = y0.clone().requires_grad_(True)
     t = t.clone().requires_grad_(True)
     sol = solve(
@@ -481,7 +461,7 @@ def test_time_gradients_against_finite_differences(registry: Registry) -> None:
 # -- statistics, options and error paths --------------------------------------------
 def test_backward_statistics_land_in_the_forward_stats_object(registry: Registry) -> None:
     a, y0, t, w = _problem()
-    field = Linear(a)
+    field = LinearDynamics(a)
     sol = solve(field, y0, t, integrator="test_rk4", gradient="adjoint", registry=registry)
     stats = sol.stats
     assert (stats.backward_nfe, stats.backward_n_accepted) == (0, 0)
@@ -532,7 +512,7 @@ def test_params_restriction_and_frozen_parameters(registry: Registry) -> None:
 
 def test_y0_without_grad_still_gives_parameter_gradients(registry: Registry) -> None:
     a, y0, t, w = _problem()
-    field = Linear(a)
+    field = LinearDynamics(a)
     sol = solve(field, y0, t, integrator="test_rk4", gradient="adjoint", registry=registry)
     (g_a,) = torch.autograd.grad((sol.ys * w).sum(), [field.a])
     tol = integrator_tolerance(torch.float64, order=4, adaptive=False, step_size=0.6 / 40)
@@ -584,7 +564,7 @@ def test_option_errors(
     a, y0, t, _ = _problem()
     with pytest.raises(error, match=match):
         solve(
-            Linear(a),
+            LinearDynamics(a),
             y0,
             t,
             integrator="test_rk4",
@@ -598,7 +578,7 @@ def test_backward_options_need_a_named_forward_integrator(registry: Registry) ->
     a, y0, t, _ = _problem()
     with pytest.raises(TypeError, match="backward_options need a backward_integrator name"):
         solve(
-            Linear(a),
+            LinearDynamics(a),
             y0,
             t,
             integrator=ThirdPartyRK4(),
@@ -610,7 +590,7 @@ def test_backward_options_need_a_named_forward_integrator(registry: Registry) ->
 
 def test_wrong_output_structure_is_reported(registry: Registry) -> None:
     a, y0, t, _ = _problem()
-    field = Linear(a)
+    field = LinearDynamics(a)
     calls = {"n": 0}
 
     def func(s: Tensor, y: State) -> State:
@@ -629,7 +609,7 @@ def test_wrong_output_structure_is_reported(registry: Registry) -> None:
 def test_non_float_state_is_rejected(registry: Registry) -> None:
     a, _, t, _ = _problem()
     with pytest.raises(TypeError, match="floating point"):
-        Adjoint().solve(ThirdPartyRK4(), Linear(a), torch.ones(2, 3, dtype=torch.int64), t)
+        Adjoint().solve(ThirdPartyRK4(), LinearDynamics(a), torch.ones(2, 3, dtype=torch.int64), t)
 
 
 @pytest.mark.parametrize("gradient", ["checkpoint", "reversible", "torchdiffeq_adjoint"])
@@ -639,16 +619,18 @@ def test_strategies_needing_capabilities_reject_a_plain_integrator(
     a, y0, t, _ = _problem()
     needed = registry.get("gradient_strategy", gradient).capabilities["requires"][0]
     with pytest.raises(IncompatibleComponentsError, match=f"requires an integrator with {needed}"):
-        solve(Linear(a), y0, t, integrator="test_rk4", gradient=gradient, registry=registry)
+        solve(LinearDynamics(a), y0, t, integrator="test_rk4", gradient=gradient, registry=registry)
 
 
 def test_per_component_tolerances_need_a_separate_backward_integrator(registry: Registry) -> None:
     a, y0, t, _ = _problem()
     integrator = ThirdPartyHeunEuler(rtol=1e-6, atol=torch.full((3,), 1e-8))
     with pytest.raises(ValueError, match="scalar rtol and atol"):
-        solve(Linear(a), y0, t, integrator=integrator, gradient="adjoint", registry=registry)
+        solve(
+            LinearDynamics(a), y0, t, integrator=integrator, gradient="adjoint", registry=registry
+        )
     sol = solve(
-        Linear(a),
+        LinearDynamics(a),
         y0,
         t,
         integrator=integrator,

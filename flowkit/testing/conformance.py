@@ -415,27 +415,8 @@ def _exact_divergence_graph(field: nn.Module, t: Tensor, x: Tensor) -> Tensor:
 
 # -- gradient strategies ------------------------------------------------------
 def expm_frechet_adjoint(a: Tensor, g: Tensor) -> Tensor:
-    """``d <G, expm(A)> / dA``: the Fréchet derivative of ``expm`` at ``A^T`` applied to ``G``.
-
-    Uses ``expm([[X, E], [0, X]]) = [[expm X, L(X, E)], [0, expm X]]``.
-    """
-    n = a.shape[0]
-    block = torch.zeros(2 * n, 2 * n, dtype=a.dtype, device=a.device)
-    block[:n, :n] = a.T
-    block[n:, n:] = a.T
-    block[:n, n:] = g
-    return torch.linalg.matrix_exp(block)[:n, n:]
-
-
-class _LinearDynamics(nn.Module):
-    """``y' = y A^T`` with a learnable ``A``."""
-
-    def __init__(self, a: Tensor) -> None:
-        super().__init__()
-        self.a = nn.Parameter(a.clone())
-
-    def forward(self, t: Tensor, y: Tensor) -> Tensor:
-        return y @ self.a.T
+    """``d <G, expm(A)> / dA``: the Fréchet derivative of ``expm`` at ``A^T`` applied to ``G``."""
+    return problems.expm_frechet(a.T, g)
 
 
 def _grads(value: Tensor, inputs: tuple[Tensor, ...]) -> list[Tensor]:
@@ -499,7 +480,7 @@ def check_gradient_strategy(
     a = torch.randn(3, 3, generator=gen, dtype=torch.float64) * 0.5
     y0 = torch.randn(2, 3, generator=gen, dtype=torch.float64).requires_grad_(True)
     w = torch.randn(2, 3, generator=gen, dtype=torch.float64)
-    dynamics = _LinearDynamics(a)
+    dynamics = problems.LinearDynamics(a)
     t = torch.tensor([t0, t1], dtype=torch.float64)
     solution = strat.solve(solver, dynamics, y0, t, params=None)
     final = as_tuple(solution.ys)[0][-1]

@@ -20,12 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from flowkit.state import State
 
 __all__ = [
     "ClosedFormProblem",
+    "LinearDynamics",
+    "expm_frechet",
     "all_problems",
     "exponential_decay",
     "linear_skew",
@@ -247,3 +249,32 @@ def all_problems(
         time_dependent_growth(dtype=dtype, device=device),
         tuple_rotation(dtype=dtype, device=device),
     ]
+
+
+class LinearDynamics(nn.Module):
+    """``f(t, y) = y A^T`` for a batch of row vectors, with a learnable ``A``.
+
+    ``y(t) = y0 expm(A t)^T``; with :func:`expm_frechet` the gradients of any
+    linear functional of ``y(t)`` with respect to ``A`` have a closed form.
+    """
+
+    def __init__(self, a: Tensor) -> None:
+        super().__init__()
+        self.a = nn.Parameter(a.clone())
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        return y @ self.a.T
+
+
+def expm_frechet(x: Tensor, e: Tensor) -> Tensor:
+    """The Fréchet derivative ``L(X, E)`` of ``expm`` at ``X`` in direction ``E``.
+
+    Uses ``expm([[X, E], [0, X]]) = [[expm X, L(X, E)], [0, expm X]]``. The
+    gradient of ``<G, expm(X)>`` with respect to ``X`` is ``L(X^T, G)``.
+    """
+    d = x.shape[0]
+    block = torch.zeros(2 * d, 2 * d, dtype=x.dtype, device=x.device)
+    block[:d, :d] = x
+    block[d:, d:] = x
+    block[:d, d:] = e
+    return torch.linalg.matrix_exp(block)[:d, d:]
