@@ -149,7 +149,7 @@ def test_file_errors(tmp_path) -> None:
     with pytest.raises(InvalidInputError, match="unsupported file type"):
         load_array(tmp_path / "x.txt")
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
-    with pytest.raises(InvalidInputError, match="not a .npy file"):
+    with pytest.raises(InvalidInputError, match=r"not a \.npy file"):
         load_array(tmp_path / "junk.npy")
     with pytest.raises(InvalidInputError, match="Unknown data set"):
         load_dataset("9gaussians")
