@@ -201,6 +201,14 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be positive when set, got {value}.")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must lie in (0, 1), got {getattr(self, name)}.")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError(
+                f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction} "
+                "leaves no training data; make them smaller."
+            )
         if self.steer >= self.t1:
             raise ConfigError(
                 f"steer={self.steer} must be smaller than t1={self.t1}, or the end time "

@@ -20,6 +20,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from flowkit.train.config import ConfigError
+
 __all__ = [
     "DistContext",
     "default_backend",
@@ -100,13 +102,14 @@ def launch(
             much faster to start since the children inherit the imported modules).
 
     Raises:
-        ValueError: for fewer than two processes, or NCCL with fewer GPUs than processes.
+        ValueError: for fewer than two processes.
+        ConfigError: NCCL with fewer GPUs than processes (a ValueError too).
         torch.multiprocessing.ProcessRaisedException: when a process raised.
     """
     if nproc < 2:
         raise ValueError(f"launch() needs at least 2 processes, got {nproc}.")
     if backend == "nccl" and torch.cuda.device_count() < nproc:
-        raise ValueError(
+        raise ConfigError(
             f"NCCL needs one GPU per process: {nproc} processes but "
             f"{torch.cuda.device_count()} GPU(s); lower --nproc or use --device cpu (gloo)."
         )
