@@ -262,7 +262,8 @@ def _unknown_message(unknown: list[str], source: str) -> str:
     names = list(config_fields())
     parts = []
     for key in unknown:
-        close = difflib.get_close_matches(key, names, n=2, cutoff=0.6)
+        sub = key.rpartition(".")[2]  # "optim.lrr": match the key, not the section
+        close = difflib.get_close_matches(sub, names, n=2, cutoff=0.6)
         parts.append(
             f"{key!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")
         )
