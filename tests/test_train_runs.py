@@ -247,3 +247,21 @@ def test_a_failed_start_leaves_no_directory(tmp_path: Path) -> None:
         with RunLock(out):
             raise RuntimeError("boom")
     assert not (tmp_path / "deep").exists()
+
+
+def test_a_default_run_dir_taken_meanwhile_is_not_shared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs started in the same second get the same runs/<timestamp>: the second moves on."""
+    import flowkit.train.run as run_module
+
+    monkeypatch.chdir(tmp_path)
+    taken = Path("runs") / "20260101-000000"
+    names = iter([taken, Path("runs") / "20260101-000000-1"])
+    monkeypatch.setattr(run_module, "default_run_dir", lambda: next(names))
+    with RunLock(taken):  # the other run has just claimed it
+        result = train(TrainConfig(**{**TINY, "iterations": 1}))
+        assert [p.name for p in taken.iterdir()] == [LOCK_NAME]
+    assert Path(result.run_dir) == Path("runs") / "20260101-000000-1"
+    with pytest.raises(ValueError, match="run directory"):
+        train(TrainConfig(**TINY), resume=True)

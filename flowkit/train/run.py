@@ -9,8 +9,7 @@ and holds the directory's lock (see :mod:`flowkit.train.rundir`) while it runs.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,13 @@ from flowkit.train.plots import (
     plot_samples_2d,
     plot_trajectories_2d,
 )
-from flowkit.train.rundir import RunLock, check_run_dir, clean_temporaries, clear_run
+from flowkit.train.rundir import (
+    RunDirError,
+    RunLock,
+    check_run_dir,
+    clean_temporaries,
+    clear_run,
+)
 from flowkit.train.trainer import RESULTS_NAME, Trainer, TrainResult, default_run_dir
 
 __all__ = ["train", "write_outputs"]
@@ -94,18 +99,33 @@ def _worker(
     _run(ctx, config, Path(run_dir), resume, overwrite)
 
 
-@contextmanager
-def _run_directory(
+def _claim(
     run_dir: Path, *, resume: bool, overwrite: bool, notify: Callable[[str], None] | None
-) -> Iterator[None]:
-    """Check ``run_dir``, hold its lock, clean stale temporaries (and an old run on overwrite)."""
+) -> RunLock:
+    """Check ``run_dir``, lock it, remove stale temporaries (and, to overwrite, the old run)."""
     check_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    with RunLock(run_dir, notify=notify):
-        check_run_dir(run_dir, resume=resume, overwrite=overwrite)  # now under the lock
+    lock = RunLock(run_dir, notify=notify).acquire()
+    try:
+        check_run_dir(run_dir, resume=resume, overwrite=overwrite)  # again, under the lock
         clean_temporaries(run_dir)
         if overwrite and not resume:
             clear_run(run_dir)
-        yield
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _claim_new_default(notify: Callable[[str], None] | None) -> tuple[Path, RunLock]:
+    """A fresh ``runs/<timestamp>``: another run may take the same name in the same second."""
+    for _ in range(100):
+        run_dir = default_run_dir()
+        try:
+            return run_dir, _claim(run_dir, resume=False, overwrite=False, notify=notify)
+        except RunDirError:
+            if not run_dir.exists():
+                raise  # not a name clash: the folder cannot be written
+    raise RunDirError("Could not claim a fresh directory under runs/; give --out-dir.")
 
 
 def train(
@@ -147,21 +167,29 @@ def train(
         raise ConfigError(
             "--resume continues a run and --overwrite replaces it; give only one of them."
         )
-    run_dir = Path(run_dir or config.out_dir or default_run_dir())
+    chosen = run_dir or config.out_dir
+    if resume and not chosen:
+        raise ConfigError("Resuming needs the run directory: pass run_dir (--resume DIR).")
     device = resolve_device(config.device)
     check_components(config)
-    if config.nproc > 1:
-        with _run_directory(run_dir, resume=resume, overwrite=overwrite, notify=notify):
-            launch(
-                _worker,
-                config.nproc,
-                (config.to_dict(), str(run_dir), resume, overwrite),
-                backend=default_backend(device),
-            )
-        values = json.loads((run_dir / RESULTS_NAME).read_text())
-        return TrainResult(**values)
-    ctx = init_from_env(device)
-    if not ctx.is_main:  # under torchrun, rank 0 checks and locks the directory
-        return _run(ctx, config, run_dir, resume, overwrite)
-    with _run_directory(run_dir, resume=resume, overwrite=overwrite, notify=notify):
-        return _run(ctx, config, run_dir, resume, overwrite)
+    ctx: DistContext | None = None
+    if config.nproc == 1:
+        ctx = init_from_env(device)
+        if not ctx.is_main:  # under torchrun, rank 0 checks and locks the directory
+            return _run(ctx, config, Path(chosen or default_run_dir()), resume, overwrite)
+    if chosen:
+        path = Path(chosen)
+        lock = _claim(path, resume=resume, overwrite=overwrite, notify=notify)
+    else:
+        path, lock = _claim_new_default(notify)
+    with lock:
+        if ctx is not None:
+            return _run(ctx, config, path, resume, overwrite)
+        launch(
+            _worker,
+            config.nproc,
+            (config.to_dict(), str(path), resume, overwrite),
+            backend=default_backend(device),
+        )
+    values = json.loads((path / RESULTS_NAME).read_text())
+    return TrainResult(**values)

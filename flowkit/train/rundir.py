@@ -170,7 +170,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 class RunLock:
-    """The lock of a run directory; a context manager.
+    """The lock of a run directory; a context manager (entering acquires it unless held).
 
     Acquiring creates the directory (and its parents) when needed and the lock
     file atomically (``O_CREAT | O_EXCL``), with this process's PID and host.
@@ -279,7 +279,7 @@ class RunLock:
                 break
 
     def __enter__(self) -> RunLock:
-        return self.acquire()
+        return self if self._held else self.acquire()
 
     def __exit__(
         self,
