@@ -243,7 +243,8 @@ class RunLock:
                 if pid is not None and _pid_alive(pid):
                     raise RunLockedError(
                         f"{self.run_dir} is in use by another flowkit run (PID {pid}); wait "
-                        "for it to finish or choose another --out-dir."
+                        "for it to finish or choose another --out-dir (if no run is writing "
+                        f"there, PID {pid} is another program: delete {self.path})."
                     ) from None
                 owner = f"process {pid}, which is no longer running" if pid else "no owner"
                 self.notify(f"taking over the stale lock of {self.run_dir} ({owner}).")
