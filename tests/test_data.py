@@ -149,7 +149,7 @@ def test_file_errors(tmp_path) -> None:
     with pytest.raises(InvalidInputError, match="unsupported file type"):
         load_array(tmp_path / "x.txt")
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
-    with pytest.raises(InvalidInputError, match="not a readable"):
+    with pytest.raises(InvalidInputError, match=r"not a \.npy file"):
         load_array(tmp_path / "junk.npy")
     with pytest.raises(InvalidInputError, match="Unknown data set"):
         load_dataset("9gaussians")
@@ -174,3 +174,89 @@ def test_sampler_state_round_trip() -> None:
     assert torch.equal(counts, torch.full((10,), 4))
     with pytest.raises(ValueError, match="10 training samples"):
         BatchSampler(11, 4).load_state_dict(a.state_dict())
+
+
+# -- delimiters, headers, misnamed files (the hardening issue) -------------------------------
+_VALUES = np.array([[1.5, -2.0], [3.25, 4.0], [5.0, 6.5], [7.0, 8.0]])
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+@pytest.mark.parametrize("header", [False, True])
+def test_csv_delimiter_is_detected_and_no_row_is_dropped(
+    tmp_path, delimiter: str, header: bool
+) -> None:
+    lines = [delimiter.join(f"{v:g}" for v in row) for row in _VALUES]
+    if header:
+        lines.insert(0, delimiter.join(["x", "y"]))
+    path = tmp_path / "d.csv"
+    path.write_text("\n".join(lines) + "\n")
+    np.testing.assert_array_equal(load_array(path), _VALUES)
+
+
+def test_csv_first_line_with_numbers_is_data_or_an_error_never_dropped(tmp_path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("1.5;x\n3.25;4\n5;6.5\n")
+    with pytest.raises(InvalidInputError, match=r"line 1, column 2 holds 'x'.*header"):
+        load_array(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("1,5;2,0\n3,5;4,0\n", "cannot tell the column separator"),
+        ("1;2\n3;4;5\n", "different numbers of columns"),
+        ("x;y\n1,5;2\n3;4\n", r"line 2, column 1 holds '1,5'.*decimal point"),
+    ],
+)
+def test_csv_ambiguous_or_european_files_are_refused(tmp_path, content: str, message) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text(content)
+    with pytest.raises(InvalidInputError, match=message):
+        load_array(path)
+
+
+def test_text_file_named_npy_is_not_a_pickle_error(tmp_path) -> None:
+    path = tmp_path / "d.npy"
+    path.write_text("1,2\n3,4\n5,6\n")
+    with pytest.raises(InvalidInputError, match=r"not a \.npy file.*suffix \.csv") as info:
+        load_array(path)
+    assert "allow_pickle" not in str(info.value)
+    np.save(tmp_path / "objects.npy", np.array([[1, None]], dtype=object), allow_pickle=True)
+    with pytest.raises(InvalidInputError, match="holds Python objects"):
+        load_array(tmp_path / "objects.npy")
+    good = tmp_path / "good.npy"
+    np.save(good, _VALUES)
+    (tmp_path / "cut.npy").write_bytes(good.read_bytes()[:-8])
+    with pytest.raises(InvalidInputError, match="corrupt or truncated"):
+        load_array(tmp_path / "cut.npy")
+
+
+def test_directory_named_like_a_data_file_is_not_reported_missing(tmp_path) -> None:
+    (tmp_path / "x.csv").mkdir()
+    with pytest.raises(InvalidInputError, match="a directory, not a file"):
+        load_array(tmp_path / "x.csv")
+    (tmp_path / "b.csv").write_bytes(b"\xff\xfe\x00\x81" * 10)
+    with pytest.raises(InvalidInputError, match="not a text file"):
+        load_array(tmp_path / "b.csv")
+
+
+def test_standardising_huge_values_is_exact(tmp_path) -> None:
+    """Values near 1e200 (whose variance overflows float64) standardise like small ones."""
+    values = np.random.default_rng(3).normal(1.0, 2.0, size=(100, 2))
+    np.save(tmp_path / "small.npy", values)
+    np.save(tmp_path / "huge.npy", values * 1e200)
+    small = load_dataset(tmp_path / "small.npy", dtype=torch.float64)
+    huge = load_dataset(tmp_path / "huge.npy", dtype=torch.float64)
+    torch.testing.assert_close(huge.train, small.train, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(huge.test, small.test, rtol=1e-12, atol=1e-12)
+    # the log-determinant grows by d * log(1e200)
+    assert huge.nll_offset == pytest.approx(small.nll_offset + 2 * 200 * np.log(10), rel=1e-12)
+    assert np.isfinite(huge.nll_offset)
+
+
+def test_values_beyond_the_dtype_are_refused_with_a_fix(tmp_path) -> None:
+    np.save(tmp_path / "huge.npy", np.random.default_rng(0).normal(size=(50, 2)) * 1e60)
+    with pytest.raises(InvalidInputError, match=r"do not fit float32.*--standardize"):
+        load_dataset(tmp_path / "huge.npy", standardize=False, dtype=torch.float32)
+    ok = load_dataset(tmp_path / "huge.npy", standardize=False, dtype=torch.float64)
+    assert bool(torch.isfinite(ok.train).all())

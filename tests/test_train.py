@@ -265,9 +265,8 @@ def test_evaluation_uses_the_tight_evaluation_integrator(tmp_path: Path) -> None
     )
     loose.model.load_state_dict(trainer.model.state_dict())
     assert loose.evaluate(test) == pytest.approx(one_step_nll, rel=1e-12)
-    bad = Trainer(config.replace(eval_integrator_options={"rtoll": 1e-5}), write=False)
-    with pytest.raises(TypeError, match="rtoll"):
-        bad.evaluate(test)
+    with pytest.raises(ConfigError, match="'rtoll' \\(did you mean 'rtol'\\?\\)"):
+        Trainer(config.replace(eval_integrator_options={"rtoll": 1e-5}), write=False)
 
 
 # -- resume and checkpoints -------------------------------------------------------------------

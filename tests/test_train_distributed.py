@@ -75,3 +75,31 @@ def test_two_processes_match_one_on_the_same_global_batch(tmp_path: Path) -> Non
 def test_launch_needs_two_processes() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         launch(_worker, 1)
+
+
+def _raise_user_error(ctx: DistContext) -> None:
+    from flowkit.errors import InvalidInputError
+
+    if ctx.rank == 1:
+        raise InvalidInputError("data.csv: 3 NaN values; remove them before training.")
+
+
+def _raise_bug(ctx: DistContext) -> None:
+    raise RuntimeError("a bug")
+
+
+def test_a_worker_user_error_reaches_the_parent_as_a_user_error() -> None:
+    """With --nproc 2 a bad data file was a worker traceback; now it is one FlowkitError."""
+    import torch.multiprocessing as mp
+
+    from flowkit.errors import FlowkitError
+    from flowkit.train.distributed import WorkerError
+
+    with pytest.raises(
+        WorkerError,
+        match=r"^data.csv: 3 NaN values; remove them before training. \(in worker process 1\)$",
+    ):
+        launch(_raise_user_error, 2, backend="gloo", start_method="fork")
+    assert issubclass(WorkerError, FlowkitError)
+    with pytest.raises(mp.ProcessRaisedException, match="a bug"):  # bugs keep the traceback
+        launch(_raise_bug, 2, backend="gloo", start_method="fork")

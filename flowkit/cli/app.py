@@ -1,15 +1,21 @@
-"""The Typer application that every subcommand attaches to."""
+"""The Typer application that every subcommand attaches to.
+
+Its root group (:class:`~flowkit.cli.errors.UserErrorGroup`) reports every user
+error of every subcommand in one line with exit status 2.
+"""
 
 from __future__ import annotations
 
 import typer
 
 from flowkit._version import __version__
+from flowkit.cli.errors import UserErrorGroup
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="flowkit",
+    cls=UserErrorGroup,
     help="flowkit: continuous normalizing flows from interchangeable plugins.",
     no_args_is_help=True,
     add_completion=False,

@@ -1,4 +1,8 @@
-"""``flowkit bench``: compare components and peers on the same work, with a report."""
+"""``flowkit bench``: compare components and peers on the same work, with a report.
+
+User errors (a bad selection, an unwritable ``--out``) are reported in one line
+by the application's root group (:mod:`flowkit.cli.errors`), before any measurement.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ from pathlib import Path
 import typer
 
 from flowkit.bench.api import DEFAULT_BUDGET_S, BenchConfig, run_bench
-from flowkit.bench.selection import BenchSelectionError, Selection, parse_patterns
+from flowkit.bench.report.files import check_report_dir
+from flowkit.bench.selection import Selection, parse_patterns
 from flowkit.cli.app import app
-from flowkit.errors import FlowkitError
+from flowkit.cli.errors import CliUsageError
 
 __all__ = ["bench"]
 
@@ -62,38 +67,32 @@ def bench(
     share and rank 0 writes the report.
     """
     if dtype not in ("float32", "float64"):
-        raise typer.BadParameter(f"--dtype must be float32 or float64, got {dtype!r}")
-    try:
-        peer_names = parse_patterns(peers)
-        if peer_names == ("none",):
-            peer_names = ()
-        config = BenchConfig(
-            suites=parse_patterns(suites),
-            selection=Selection(
-                fields=parse_patterns(fields),
-                integrators=parse_patterns(integrators),
-                traces=parse_patterns(traces),
-                gradients=parse_patterns(gradients),
-            ),
-            repeats=repeats,
-            seed=seed,
-            budget_s=budget or None,
-            workers=workers,
-            threads=threads,
-            quick=quick,
-            peers=peer_names,
-            dtype=dtype,
-            device=device,
-            out=Path(out),
-            plots=plots,
-            progress=progress,
-        )
-        report = run_bench(config)
-    except BenchSelectionError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
-    except FlowkitError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(code=1) from None
+        raise CliUsageError(f"--dtype must be float32 or float64, got {dtype!r}.")
+    check_report_dir(Path(out))
+    peer_names = parse_patterns(peers)
+    if peer_names == ("none",):
+        peer_names = ()
+    config = BenchConfig(
+        suites=parse_patterns(suites),
+        selection=Selection(
+            fields=parse_patterns(fields),
+            integrators=parse_patterns(integrators),
+            traces=parse_patterns(traces),
+            gradients=parse_patterns(gradients),
+        ),
+        repeats=repeats,
+        seed=seed,
+        budget_s=budget or None,
+        workers=workers,
+        threads=threads,
+        quick=quick,
+        peers=peer_names,
+        dtype=dtype,
+        device=device,
+        out=Path(out),
+        plots=plots,
+        progress=progress,
+    )
+    report = run_bench(config)
     if report is not None:
         typer.echo(f"Report written to {out}/ (report.md, report.json, report.csv, plots).")

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flowkit.cli.app import app
+from flowkit.cli.errors import CliUsageError, did_you_mean
 from flowkit.kinds import KINDS
 from flowkit.registry import Registry, get_registry
 
@@ -45,7 +46,10 @@ def list_components(
     """List every registered component by kind, with plugin, distribution and capabilities."""
     registry = get_registry()
     if kind is not None and kind not in KINDS:
-        raise typer.BadParameter(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
+        raise CliUsageError(
+            f"--kind: unknown kind {kind!r}.{did_you_mean(kind, KINDS)} "
+            f"Choose from {', '.join(KINDS)}."
+        )
     if as_json:
         specs = registry.specs(kind)
         typer.echo(json.dumps([s.as_dict() for s in specs], indent=2))

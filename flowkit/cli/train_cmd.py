@@ -3,7 +3,8 @@
 Every option mirrors one key of :class:`flowkit.train.TrainConfig` (the same
 names in a TOML file given with ``--config``); options given on the command
 line override the file. The command's signature is generated from the
-configuration's fields, so the two cannot drift apart.
+configuration's fields, so the two cannot drift apart. User errors are
+reported in one line by the application's root group (:mod:`flowkit.cli.errors`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import typer
 from rich.markup import escape
 
 from flowkit.cli.app import app
-from flowkit.errors import FlowkitError
 from flowkit.train.config import (
     ConfigError,
     TrainConfig,
@@ -33,6 +33,11 @@ _CONFIG_HELP = "A TOML configuration file (keys as the options below, optionally
 _RESUME_HELP = (
     "Continue the killed or finished run in this directory from its checkpoint, with its "
     "configuration; only --iterations, --time-budget and output options may be given."
+)
+_OVERWRITE_HELP = (
+    "Start a new run in an --out-dir that holds a previous run, deleting that run's "
+    "checkpoint, configuration, metrics, results and plots (without it, such a directory "
+    "is refused)."
 )
 
 
@@ -69,6 +74,12 @@ def _parameters() -> list[inspect.Parameter]:
             inspect.Parameter.KEYWORD_ONLY,
             annotation=Optional[Path],  # noqa: UP045
             default=typer.Option(None, "--resume", help=_RESUME_HELP, show_default=False),
+        ),
+        inspect.Parameter(
+            "overwrite",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=bool,
+            default=typer.Option(False, "--overwrite", help=_OVERWRITE_HELP),
         ),
     ]
     for name, f in config_fields().items():
@@ -161,26 +172,23 @@ def train_command(**kwargs: Any) -> None:
 
     config_file = kwargs.pop("config_file")
     resume = kwargs.pop("resume")
-    try:
-        if resume is not None:
-            if config_file is not None:
-                raise ConfigError("--resume uses the run's own configuration; drop --config.")
-            fixed = sorted(k for k, v in kwargs.items() if v is not None and k not in _RESUMABLE)
-            if fixed:
-                raise ConfigError(
-                    f"When resuming, only {', '.join(option_name(k) for k in _RESUMABLE)} may "
-                    f"be given; got {', '.join(option_name(k) for k in fixed)}."
-                )
-            base = load_toml(Path(resume) / "config.toml")
-            config = build_config(kwargs, base=base)
-            run_dir: Path = Path(resume)
-        else:
-            config = build_config(kwargs, config_file=config_file)
-            run_dir = None  # type: ignore[assignment]
-        result = train(config, run_dir=run_dir, resume=resume is not None)
-    except (FlowkitError, ValueError, ImportError) as exc:
-        typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2) from None
+    overwrite = kwargs.pop("overwrite")
+    run_dir: Path | None = None
+    if resume is not None:
+        if config_file is not None:
+            raise ConfigError("--resume uses the run's own configuration; drop --config.")
+        fixed = sorted(k for k, v in kwargs.items() if v is not None and k not in _RESUMABLE)
+        if fixed:
+            raise ConfigError(
+                f"When resuming, only {', '.join(option_name(k) for k in _RESUMABLE)} may "
+                f"be given; got {', '.join(option_name(k) for k in fixed)}."
+            )
+        base = load_toml(Path(resume) / "config.toml")
+        config = build_config(kwargs, base=base)
+        run_dir = Path(resume)
+    else:
+        config = build_config(kwargs, config_file=config_file)
+    result = train(config, run_dir=run_dir, resume=resume is not None, overwrite=overwrite)
     typer.echo(f"run directory: {result.run_dir}")
     typer.echo(
         f"stopped after {result.iterations} iterations ({result.stop_reason}), "

@@ -18,9 +18,16 @@ from torch import Tensor
 
 from flowkit.data.files import SUPPORTED_SUFFIXES, load_array
 from flowkit.data.toy import TOY_DATASETS, sample_toy
-from flowkit.errors import InvalidInputError
+from flowkit.errors import FlowkitError, InvalidInputError
 
-__all__ = ["BUILTIN_DATASETS", "DIGITS_LEVELS", "DIGITS_SCALE", "DataSplits", "load_dataset"]
+__all__ = [
+    "BUILTIN_DATASETS",
+    "DIGITS_LEVELS",
+    "DIGITS_SCALE",
+    "DataSplits",
+    "MissingDataDependencyError",
+    "load_dataset",
+]
 
 DIGITS_LEVELS = 17
 """Grey levels of scikit-learn's digits (pixel values 0..16)."""
@@ -30,6 +37,10 @@ DIGITS_SCALE = 4.0
 
 BUILTIN_DATASETS: tuple[str, ...] = (*TOY_DATASETS, "digits")
 """Every built-in data set name."""
+
+
+class MissingDataDependencyError(FlowkitError, ImportError):
+    """A built-in data set whose package is not installed (the message says what to install)."""
 
 
 @dataclass
@@ -102,9 +113,9 @@ def _digits_to_model(dequantised: Tensor, levels: int) -> Tensor:
 def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
     for label, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 < frac < 1.0:
-            raise ValueError(f"{label} must lie in (0, 1), got {frac}.")
+            raise InvalidInputError(f"{label} must lie in (0, 1), got {frac}.")
     if val_fraction + test_fraction >= 1.0:
-        raise ValueError(
+        raise InvalidInputError(
             f"val_fraction + test_fraction = {val_fraction + test_fraction} leaves no training "
             "data; make them smaller."
         )
@@ -122,13 +133,55 @@ def _split(
     return shuffled[:n_train], shuffled[n_train : n_train + n_val], shuffled[n_train + n_val :]
 
 
+def _standardize(
+    source: str, train: Tensor, val: Tensor, test: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, float]:
+    """Scale each feature to zero mean and unit variance using the training split.
+
+    Computed on values divided by each column's largest magnitude first, so
+    that data near the float64 range (whose variance would overflow) are
+    standardised exactly too. Returns the three splits, the mean and standard
+    deviation (in the data's units, possibly Inf for the latter when it exceeds
+    the float64 range) and the log-determinant ``sum(log std)``.
+
+    Raises:
+        InvalidInputError: a feature that is constant in the training split.
+    """
+    scale = train.abs().amax(0).clamp_min(torch.finfo(torch.float64).tiny)
+    scaled_mean = (train / scale).mean(0)
+    scaled_std = (train / scale).std(0) if len(train) > 1 else torch.ones_like(scale)
+    if bool((scaled_std == 0).any()):
+        cols = torch.nonzero(scaled_std == 0).flatten().tolist()
+        raise InvalidInputError(
+            f"{source}: feature(s) {cols} are constant in the training split, so the "
+            "data have no density there; drop those columns."
+        )
+    splits = tuple(((s / scale) - scaled_mean) / scaled_std for s in (train, val, test))
+    offset = float((torch.log(scaled_std) + torch.log(scale)).sum())
+    return (*splits, scaled_mean * scale, scaled_std * scale, offset)  # type: ignore[return-value]
+
+
+def _check_range(
+    source: str, splits: tuple[Tensor, ...], dtype: torch.dtype, standardized: bool
+) -> None:
+    """Refuse values that do not fit ``dtype`` (they would become Inf)."""
+    largest = max(float(s.abs().max()) for s in splits if len(s))
+    limit = torch.finfo(dtype).max
+    if largest > limit:
+        fix = "rescale the data" if standardized else "standardise them (--standardize)"
+        raise InvalidInputError(
+            f"{source}: values up to {largest:.3g} do not fit {str(dtype).removeprefix('torch.')} "
+            f"(largest {limit:.3g}); {fix} or use --dtype float64."
+        )
+
+
 def _load_digits(
     seed: int, val_fraction: float, test_fraction: float, dtype: torch.dtype
 ) -> DataSplits:
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
+        raise MissingDataDependencyError(
             "The 'digits' data set ships with scikit-learn; install it with "
             "`pip install scikit-learn` (or `pip install flowkit[data]`)."
         ) from exc
@@ -187,14 +240,15 @@ def load_dataset(
     Raises:
         InvalidInputError: bad file contents (see :func:`~flowkit.data.files.load_array`),
             or an unknown name that is not a file.
-        ValueError: non-positive sizes or fractions outside (0, 1).
+            Also non-positive sizes or fractions outside (0, 1) (it derives from
+            ValueError).
     """
     key = str(name)
     if key in TOY_DATASETS:
         sizes = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
         for label, size in sizes.items():
             if size <= 0:
-                raise ValueError(f"{label} must be positive, got {size}.")
+                raise InvalidInputError(f"{label} must be positive, got {size}.")
         points = sample_toy(key, n_train + n_val + n_test, seed=seed, dtype=dtype)
         splits = DataSplits(
             key,
@@ -210,16 +264,8 @@ def load_dataset(
         mean = std = None
         offset = 0.0
         if standardize:
-            mean = train.mean(0)
-            std = train.std(0) if len(train) > 1 else torch.ones_like(mean)
-            if bool((std == 0).any()):
-                cols = torch.nonzero(std == 0).flatten().tolist()
-                raise InvalidInputError(
-                    f"{key}: feature(s) {cols} are constant in the training split, so the "
-                    "data have no density there; drop those columns."
-                )
-            train, val, test = ((s - mean) / std for s in (train, val, test))
-            offset = float(torch.log(std).sum())
+            train, val, test, mean, std, offset = _standardize(key, train, val, test)
+        _check_range(key, (train, val, test), dtype, standardize)
         splits = DataSplits(
             key,
             train.to(dtype),

@@ -64,40 +64,129 @@ def check_array(array: np.ndarray, *, source: str = "data", min_samples: int = 1
     return values
 
 
-def _read_csv(path: Path) -> np.ndarray:
-    with path.open(newline="") as handle:
-        rows = [row for row in csv.reader(handle) if row and any(c.strip() for c in row)]
-    if not rows:
-        raise InvalidInputError(f"{path}: the file holds no rows.")
+_DELIMITERS = (",", ";", "\t", "|")
+"""The column separators a CSV file may use (detected from its lines)."""
+
+
+def _is_number(cell: str) -> bool:
     try:
-        [float(c) for c in rows[0]]
+        float(cell)
     except ValueError:
-        rows = rows[1:]  # a header line
-    if not rows:
-        raise InvalidInputError(f"{path}: the file holds a header but no data rows.")
-    widths = {len(r) for r in rows}
+        return False
+    return True
+
+
+def _detect_delimiter(path: Path, lines: list[str]) -> str | None:
+    """The separator that splits every line into the same number (> 1) of cells.
+
+    ``None`` means one column (no separator appears). A separator that splits
+    the lines into different numbers of cells, or two that both fit, are
+    errors rather than guesses.
+    """
+    consistent = []
+    for delimiter in _DELIMITERS:
+        counts = {len(next(csv.reader([line], delimiter=delimiter))) for line in lines}
+        if len(counts) == 1 and counts != {1}:
+            consistent.append(delimiter)
+    if len(consistent) == 1:
+        return consistent[0]
+    if consistent:
+        raise InvalidInputError(
+            f"{path}: cannot tell the column separator: each of "
+            f"{', '.join(repr(d) for d in consistent)} splits every line consistently; write "
+            "the file with commas between columns and '.' as the decimal point."
+        )
+    used = [d for d in _DELIMITERS if any(d in line for line in lines)]
+    if not used:
+        return None
+    raise InvalidInputError(
+        f"{path}: {' or '.join(repr(d) for d in used)} splits the lines into different "
+        "numbers of columns; every row must hold one sample with the same number of features."
+    )
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise InvalidInputError(
+            f"{path}: not a text file; a .csv file must hold numbers as text, one sample "
+            "per line (save a binary array with numpy.save as .npy)."
+        ) from None
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines:
+        raise InvalidInputError(f"{path}: the file holds no rows.")
+    delimiter = _detect_delimiter(path, [line for _, line in lines])
+    rows = [
+        (n, [c.strip() for c in next(csv.reader([line], delimiter=delimiter or ","))])
+        if delimiter
+        else (n, [line.strip()])
+        for n, line in lines
+    ]
+    first_line, first = rows[0]
+    if not any(_is_number(c) for c in first):
+        rows = rows[1:]  # a header: every cell is a label
+        if not rows:
+            raise InvalidInputError(f"{path}: the file holds a header but no data rows.")
+    widths = {len(r) for _, r in rows}
     if len(widths) != 1:
         raise InvalidInputError(
             f"{path}: rows have different numbers of columns ({sorted(widths)}); "
             "every row must hold one sample with the same number of features."
         )
     out = np.empty((len(rows), widths.pop()), dtype=np.float64)
-    for i, row in enumerate(rows):
+    for i, (line_no, row) in enumerate(rows):
         for j, cell in enumerate(row):
             try:
                 out[i, j] = float(cell)
             except ValueError:
+                hint = ""
+                if line_no == first_line:
+                    hint = " (a header line must hold labels only)"
+                elif "," in cell and _is_number(cell.replace(",", ".")):
+                    hint = "; write '.' as the decimal point"
                 raise InvalidInputError(
-                    f"{path}: row {i + 1}, column {j + 1} holds {cell!r}, which is not a number."
+                    f"{path}: line {line_no}, column {j + 1} holds {cell!r}, which is not a "
+                    f"number{hint}."
                 ) from None
     return out
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    with path.open("rb") as handle:
+        magic = handle.read(len(_NPY_MAGIC))
+    if magic != _NPY_MAGIC:
+        raise InvalidInputError(
+            f"{path}: not a .npy file (it lacks numpy's header); save the array with "
+            "numpy.save, or give a text file of numbers the suffix .csv."
+        )
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise InvalidInputError(
+                f"{path}: the array holds Python objects, not numbers; flowkit never loads "
+                "pickled data. Save a numeric array, e.g. numpy.save(path, array.astype(float))."
+            ) from None
+        raise InvalidInputError(
+            f"{path}: a corrupt or truncated .npy file ({exc}); save it again with numpy.save."
+        ) from None
+    except (OSError, EOFError) as exc:
+        raise InvalidInputError(
+            f"{path}: a corrupt or truncated .npy file ({exc}); save it again with numpy.save."
+        ) from None
 
 
 def load_array(path: str | Path, *, min_samples: int = 1) -> np.ndarray:
     """Read and validate a ``(samples, features)`` array from ``.npy`` or ``.csv``.
 
-    A CSV file may start with one header line; NaN written as ``nan`` is read
-    and then rejected.
+    A CSV file may start with one header line (labels only; a first line
+    holding numbers is data, never dropped). Its column separator is detected
+    (comma, semicolon, tab or ``|``); a file where none fits consistently is
+    refused. NaN written as ``nan`` is read and then rejected.
 
     Arguments:
         path: the file to read.
@@ -116,17 +205,14 @@ def load_array(path: str | Path, *, min_samples: int = 1) -> np.ndarray:
             f"{path}: unsupported file type {path.suffix!r}; use one of "
             f"{', '.join(SUPPORTED_SUFFIXES)}, or a built-in data set name."
         )
+    if path.is_dir():
+        raise InvalidInputError(f"{path}: a directory, not a file; give the data file's path.")
     if not path.is_file():
         raise InvalidInputError(f"{path}: no such file.")
     if path.stat().st_size == 0:
         raise InvalidInputError(f"{path}: the file is empty.")
-    if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise InvalidInputError(
-                f"{path}: not a readable .npy array ({exc}); save it with numpy.save."
-            ) from None
-    else:
-        array = _read_csv(path)
+    try:
+        array = _read_npy(path) if path.suffix.lower() == ".npy" else _read_csv(path)
+    except PermissionError:
+        raise InvalidInputError(f"{path}: permission denied; make the file readable.") from None
     return check_array(array, source=str(path), min_samples=min_samples)

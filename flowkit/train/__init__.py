@@ -7,14 +7,18 @@
 from flowkit.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from flowkit.train.config import ConfigError, TrainConfig, dump_toml, load_toml
 from flowkit.train.run import train, write_outputs
-from flowkit.train.trainer import Trainer, TrainResult
+from flowkit.train.rundir import RunDirError, RunLockedError
+from flowkit.train.trainer import Trainer, TrainingDivergedError, TrainResult
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "RunDirError",
+    "RunLockedError",
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "TrainingDivergedError",
     "dump_toml",
     "load_checkpoint",
     "load_toml",

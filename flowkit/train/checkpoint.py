@@ -91,6 +91,12 @@ def load_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str,
             f"No checkpoint at {path}; pass the run directory of a run that "
             "wrote one (checkpoints are written every --checkpoint-every)."
         )
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise CheckpointError(
+            f"{path} is not a flowkit training checkpoint, or it is corrupt or truncated: it "
+            "is not an archive written by torch.save; resume from an intact checkpoint "
+            "written by `flowkit train`, or start a new run."
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -201,6 +201,14 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be positive when set, got {value}.")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must lie in (0, 1), got {getattr(self, name)}.")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError(
+                f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction} "
+                "leaves no training data; make them smaller."
+            )
         if self.steer >= self.t1:
             raise ConfigError(
                 f"steer={self.steer} must be smaller than t1={self.t1}, or the end time "
@@ -254,7 +262,8 @@ def _unknown_message(unknown: list[str], source: str) -> str:
     names = list(config_fields())
     parts = []
     for key in unknown:
-        close = difflib.get_close_matches(key, names, n=2, cutoff=0.6)
+        sub = key.rpartition(".")[2]  # "optim.lrr": match the key, not the section
+        close = difflib.get_close_matches(sub, names, n=2, cutoff=0.6)
         parts.append(
             f"{key!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")
         )

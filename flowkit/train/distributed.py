@@ -10,6 +10,8 @@ gradient of the same global batch.
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -20,8 +22,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from flowkit.errors import FlowkitError
+from flowkit.train.config import ConfigError
+
 __all__ = [
     "DistContext",
+    "WorkerError",
     "default_backend",
     "free_port",
     "init_from_env",
@@ -100,25 +106,67 @@ def launch(
             much faster to start since the children inherit the imported modules).
 
     Raises:
-        ValueError: for fewer than two processes, or NCCL with fewer GPUs than processes.
-        torch.multiprocessing.ProcessRaisedException: when a process raised.
+        ValueError: for fewer than two processes.
+        ConfigError: NCCL with fewer GPUs than processes (a ValueError too).
+        WorkerError: when a process raised a FlowkitError (a user error), with its message.
+        torch.multiprocessing.ProcessRaisedException: when a process raised another error.
     """
     if nproc < 2:
         raise ValueError(f"launch() needs at least 2 processes, got {nproc}.")
     if backend == "nccl" and torch.cuda.device_count() < nproc:
-        raise ValueError(
+        raise ConfigError(
             f"NCCL needs one GPU per process: {nproc} processes but "
             f"{torch.cuda.device_count()} GPU(s); lower --nproc or use --device cpu (gloo)."
         )
     if start_method == "fork" and backend == "nccl":
         raise ValueError("CUDA cannot be used in forked processes; use start_method='spawn'.")
-    mp.start_processes(
-        _entry,
-        args=(fn, nproc, free_port(), backend, args),
-        nprocs=nproc,
-        join=True,
-        start_method=start_method,
-    )
+    spawn_log = logging.getLogger("torch.multiprocessing.spawn")
+    quiet = _DropTermination()
+    spawn_log.addFilter(quiet)  # the siblings of a failed process are stopped: not news
+    try:
+        mp.start_processes(
+            _entry,
+            args=(fn, nproc, free_port(), backend, args),
+            nprocs=nproc,
+            join=True,
+            start_method=start_method,
+        )
+    except mp.ProcessRaisedException as exc:
+        user_error = _user_error_of(exc)
+        if user_error is None:
+            raise
+        raise user_error from exc
+    finally:
+        spawn_log.removeFilter(quiet)
+
+
+class _DropTermination(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Terminating process")
+
+
+class WorkerError(FlowkitError):
+    """A user error (a :class:`~flowkit.errors.FlowkitError`) raised in a worker process."""
+
+
+def _user_error_of(exc: mp.ProcessRaisedException) -> WorkerError | None:
+    """The worker's FlowkitError as a :class:`WorkerError`, or ``None`` for another error.
+
+    Only the child's traceback text crosses the process boundary; its last line
+    is ``module.Class: message``.
+    """
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return None
+    head, sep, message = lines[-1].partition(": ")
+    module_name, _, class_name = head.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    if not (sep and isinstance(cls, type) and issubclass(cls, FlowkitError)):
+        return None
+    return WorkerError(f"{message} (in worker process {exc.error_index})")
 
 
 def init_from_env(device: str | torch.device) -> DistContext:

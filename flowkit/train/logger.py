@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
+from flowkit.train.config import ConfigError
+
 __all__ = ["MetricsLogger", "tensorboard_available"]
 
 
@@ -42,8 +44,7 @@ class MetricsLogger:
         resume_from: when resuming, drop rows with ``iteration`` above this.
 
     Raises:
-        ValueError: for another format.
-        ImportError: when TensorBoard is requested but not installed.
+        ConfigError: for another format, or TensorBoard requested but not installed.
     """
 
     def __init__(
@@ -56,7 +57,7 @@ class MetricsLogger:
         resume_from: int | None = None,
     ) -> None:
         if log_format not in ("csv", "jsonl"):
-            raise ValueError(f"log_format must be 'csv' or 'jsonl', got {log_format!r}.")
+            raise ConfigError(f"log_format must be 'csv' or 'jsonl', got {log_format!r}.")
         self.columns = list(columns)
         self.format = log_format
         self.path = Path(run_dir) / f"metrics.{log_format}"
@@ -73,7 +74,10 @@ class MetricsLogger:
         self._writer = None
         if tensorboard:
             if not tensorboard_available():
-                raise ImportError("TensorBoard logging needs `pip install tensorboard`.")
+                raise ConfigError(
+                    "--tensorboard needs the tensorboard package: `pip install tensorboard`, "
+                    "or drop --tensorboard."
+                )
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))

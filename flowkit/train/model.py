@@ -1,29 +1,114 @@
-"""Building the CNF a training configuration describes, from registered components."""
+"""Building the CNF a training configuration describes, from registered components.
+
+:func:`check_components` and :func:`resolve_device` check a configuration's
+names, options and device before any data is loaded or any file written.
+"""
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import torch
 
-from flowkit.train.config import TrainConfig
+from flowkit.errors import FlowkitError
+from flowkit.train.config import ConfigError, TrainConfig
 
-__all__ = ["build_eval_model", "build_model", "resolve_device"]
+__all__ = ["build_eval_model", "build_model", "check_components", "resolve_device"]
+
+_DEVICE_HINT = "use auto, cpu, cuda, cuda:N or mps"
 
 
 def resolve_device(name: str, *, rank: int = 0) -> torch.device:
     """The device ``name`` means: ``auto`` is CUDA when available (one GPU per rank), else CPU.
 
     Raises:
-        ValueError: a CUDA device asked for on a machine without CUDA.
+        ConfigError: a name torch does not know, or a CUDA device asked for on
+            a machine without CUDA.
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {name!r} is not a torch device; {_DEVICE_HINT}.") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu.")
+            raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu.")
         if device.index is None:
             device = torch.device("cuda", rank % torch.cuda.device_count())
     return device
+
+
+def _component_options(config: TrainConfig) -> list[tuple[str, str, dict[str, Any], str]]:
+    """(kind, name, options, configuration key) of every component ``config`` names."""
+    entries = [
+        ("vector_field", config.field, config.field_options, "field_options"),
+        ("integrator", config.integrator, config.integrator_options, "integrator_options"),
+        ("trace_estimator", config.trace, config.trace_options, "trace_options"),
+        ("gradient_strategy", config.gradient, config.gradient_options, "gradient_options"),
+        (
+            "integrator",
+            config.eval_integrator,
+            config.eval_integrator_options,
+            "eval_integrator_options",
+        ),
+    ]
+    for reg in config.regularizers:
+        options = config.regularizer_options.get(reg, {})
+        entries.append(("regularizer", reg, options, f"regularizer_options.{reg}"))
+    return entries
+
+
+def check_components(config: TrainConfig) -> None:
+    """Check every component name and option of ``config`` against the registry.
+
+    Runs before any data is loaded or file written, so that a misspelt name
+    or option is reported at once, naming the configuration key to fix.
+
+    Raises:
+        UnknownComponentError: an unknown name (with the closest matches).
+        ConfigError: an option the component does not take (with the closest
+            matches and the valid options).
+    """
+    from flowkit.kinds import kind_info
+    from flowkit.registry import get_registry
+
+    registry = get_registry()
+    for kind, name, options, key in _component_options(config):
+        spec = registry.get(kind, name)
+        valid = spec.options() if callable(spec.options) else spec.options
+        if valid is None:
+            continue
+        unknown = sorted(set(options) - set(valid))
+        if not unknown:
+            continue
+        parts = []
+        for option in unknown:
+            close = difflib.get_close_matches(option, valid, n=1, cutoff=0.6)
+            parts.append(repr(option) + (f" (did you mean {close[0]!r}?)" if close else ""))
+        table = key.split(".")[0]
+        raise ConfigError(
+            f"Unknown option(s) {', '.join(parts)} for {kind_info(kind).label} {spec.name!r} "
+            f"in {table}; valid options: {', '.join(valid) or '(none)'}. Fix "
+            f"--{table.replace('_', '-')} or {table} in the configuration file."
+        )
+
+
+@contextmanager
+def _option_values(what: str) -> Iterator[None]:
+    """Report a component's refusal of an option value as a :class:`ConfigError`."""
+    try:
+        yield
+    except FlowkitError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"Cannot build the {what} from the configuration: {exc} Fix the option in the "
+            "configuration file or on the command line."
+        ) from exc
 
 
 def build_model(
@@ -33,23 +118,28 @@ def build_model(
 
     Components are resolved by name in the registry; unknown names or options
     and incompatible choices raise before any training starts.
+
+    Raises:
+        UnknownComponentError, IncompatibleComponentsError: as the CNF raises them.
+        ConfigError: an option value a component refuses.
     """
     from flowkit.cnf import CNF
 
-    model = CNF(
-        config.field,
-        config.integrator,
-        config.trace,
-        config.gradient,
-        dim=dim,
-        t1=config.t1,
-        field_options=dict(config.field_options),
-        integrator_options=dict(config.integrator_options),
-        trace_options=dict(config.trace_options),
-        gradient_options=dict(config.gradient_options),
-        regularizers=tuple(config.regularizers),
-        regularizer_options={k: dict(v) for k, v in config.regularizer_options.items()} or None,
-    )
+    with _option_values("model"):
+        model = CNF(
+            config.field,
+            config.integrator,
+            config.trace,
+            config.gradient,
+            dim=dim,
+            t1=config.t1,
+            field_options=dict(config.field_options),
+            integrator_options=dict(config.integrator_options),
+            trace_options=dict(config.trace_options),
+            gradient_options=dict(config.gradient_options),
+            regularizers=tuple(config.regularizers),
+            regularizer_options={k: dict(v) for k, v in config.regularizer_options.items()} or None,
+        )
     return model.to(device=device, dtype=dtype)
 
 
@@ -61,17 +151,19 @@ def build_eval_model(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Mo
     runs without gradients).
 
     Raises:
-        TypeError, RegistryError: an unknown ``eval_integrator`` or option.
+        UnknownComponentError: an unknown ``eval_integrator``.
+        ConfigError: an unknown option, or an option value the integrator refuses.
     """
     from flowkit.cnf import CNF
 
-    return CNF(
-        model.field,
-        config.eval_integrator,
-        model.trace,
-        "backprop",
-        dim=model.dim,
-        t0=float(model.t0),
-        t1=float(model.t1),
-        integrator_options=dict(config.eval_integrator_options),
-    )
+    with _option_values("evaluation model"):
+        return CNF(
+            model.field,
+            config.eval_integrator,
+            model.trace,
+            "backprop",
+            dim=model.dim,
+            t0=float(model.t0),
+            t1=float(model.t1),
+            integrator_options=dict(config.eval_integrator_options),
+        )

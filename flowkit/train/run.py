@@ -1,25 +1,35 @@
 """Running a whole training job: one process, ``--nproc N`` local processes, or ``torchrun``.
 
 :func:`train` is what ``flowkit train`` calls: it trains, writes the plots and
-returns the :class:`~flowkit.train.trainer.TrainResult`.
+returns the :class:`~flowkit.train.trainer.TrainResult`. It checks the
+configuration's components and device and the run directory before any work,
+and holds the directory's lock (see :mod:`flowkit.train.rundir`) while it runs.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from flowkit.train.config import TrainConfig
+from flowkit.train.config import ConfigError, TrainConfig
 from flowkit.train.distributed import DistContext, default_backend, init_from_env, launch
-from flowkit.train.model import resolve_device
+from flowkit.train.model import check_components, resolve_device
 from flowkit.train.plots import (
     plot_density_2d,
     plot_digits,
     plot_samples_2d,
     plot_trajectories_2d,
+)
+from flowkit.train.rundir import (
+    RunDirError,
+    RunLock,
+    check_run_dir,
+    clean_temporaries,
+    clear_run,
 )
 from flowkit.train.trainer import RESULTS_NAME, Trainer, TrainResult, default_run_dir
 
@@ -69,8 +79,10 @@ def write_outputs(trainer: Trainer) -> list[Path]:
     return written
 
 
-def _run(ctx: DistContext, config: TrainConfig, run_dir: Path, resume: bool) -> TrainResult:
-    trainer = Trainer(config, run_dir=run_dir, resume=resume, context=ctx)
+def _run(
+    ctx: DistContext, config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool
+) -> TrainResult:
+    trainer = Trainer(config, run_dir=run_dir, resume=resume, context=ctx, overwrite=overwrite)
     result = trainer.fit()
     if ctx.is_main and config.plots:
         result.extra["plots"] = [str(p) for p in write_outputs(trainer)]
@@ -78,39 +90,106 @@ def _run(ctx: DistContext, config: TrainConfig, run_dir: Path, resume: bool) -> 
     return result
 
 
-def _worker(ctx: DistContext, values: dict[str, Any], run_dir: str, resume: bool) -> None:
+def _worker(
+    ctx: DistContext, values: dict[str, Any], run_dir: str, resume: bool, overwrite: bool
+) -> None:
     config = TrainConfig.from_dict(values)
     if config.threads is None:
         torch.set_num_threads(max(1, torch.get_num_threads() // ctx.world_size))
-    _run(ctx, config, Path(run_dir), resume)
+    _run(ctx, config, Path(run_dir), resume, overwrite)
+
+
+def _claim(
+    run_dir: Path, *, resume: bool, overwrite: bool, notify: Callable[[str], None] | None
+) -> RunLock:
+    """Check ``run_dir``, lock it, remove stale temporaries (and, to overwrite, the old run)."""
+    check_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    lock = RunLock(run_dir, notify=notify).acquire()
+    try:
+        check_run_dir(run_dir, resume=resume, overwrite=overwrite)  # again, under the lock
+        clean_temporaries(run_dir)
+        if overwrite and not resume:
+            clear_run(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _claim_new_default(notify: Callable[[str], None] | None) -> tuple[Path, RunLock]:
+    """A fresh ``runs/<timestamp>``: another run may take the same name in the same second."""
+    for _ in range(100):
+        run_dir = default_run_dir()
+        try:
+            return run_dir, _claim(run_dir, resume=False, overwrite=False, notify=notify)
+        except RunDirError:
+            if not run_dir.exists():
+                raise  # not a name clash: the folder cannot be written
+    raise RunDirError("Could not claim a fresh directory under runs/; give --out-dir.")
 
 
 def train(
-    config: TrainConfig, *, run_dir: str | Path | None = None, resume: bool = False
+    config: TrainConfig,
+    *,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    notify: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train as ``config`` says and write the outputs.
 
     With ``config.nproc > 1`` the work runs in that many new processes (gloo on
     CPU, NCCL on CUDA); inside ``torchrun`` the group it set up is joined.
 
+    Before any work the component names and options, the device and the run
+    directory are checked. A new run refuses a directory that already holds
+    files unless ``overwrite`` is set (which removes the previous run's files
+    only); while it runs, the directory's lock keeps a second writer out.
+
     Arguments:
         config: the configuration.
         run_dir: the run directory (default ``config.out_dir`` or ``runs/<timestamp>``).
         resume: continue the run in ``run_dir`` from its checkpoint.
+        overwrite: start a new run in a directory that holds a previous one.
+        notify: receives one-line notices, such as taking over a stale lock
+            (default: printed to stderr).
 
     Returns:
         The result of the run (read back from ``results.json`` for multi-process runs).
+
+    Raises:
+        ConfigError: ``resume`` together with ``overwrite``, unknown options, a bad device.
+        UnknownComponentError: an unknown component name.
+        RunDirError: an unusable run directory; RunLockedError when another
+            process is writing to it.
     """
-    run_dir = Path(run_dir or config.out_dir or default_run_dir())
-    if config.nproc > 1:
-        device = resolve_device(config.device)
+    if resume and overwrite:
+        raise ConfigError(
+            "--resume continues a run and --overwrite replaces it; give only one of them."
+        )
+    chosen = run_dir or config.out_dir
+    if resume and not chosen:
+        raise ConfigError("Resuming needs the run directory: pass run_dir (--resume DIR).")
+    device = resolve_device(config.device)
+    check_components(config)
+    ctx: DistContext | None = None
+    if config.nproc == 1:
+        ctx = init_from_env(device)
+        if not ctx.is_main:  # under torchrun, rank 0 checks and locks the directory
+            return _run(ctx, config, Path(chosen or default_run_dir()), resume, overwrite)
+    if chosen:
+        path = Path(chosen)
+        lock = _claim(path, resume=resume, overwrite=overwrite, notify=notify)
+    else:
+        path, lock = _claim_new_default(notify)
+    with lock:
+        if ctx is not None:
+            return _run(ctx, config, path, resume, overwrite)
         launch(
             _worker,
             config.nproc,
-            (config.to_dict(), str(run_dir), resume),
+            (config.to_dict(), str(path), resume, overwrite),
             backend=default_backend(device),
         )
-        values = json.loads((run_dir / RESULTS_NAME).read_text())
-        return TrainResult(**values)
-    ctx = init_from_env(resolve_device(config.device))
-    return _run(ctx, config, run_dir, resume)
+    values = json.loads((path / RESULTS_NAME).read_text())
+    return TrainResult(**values)

@@ -31,14 +31,15 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from flowkit.data import BatchSampler, DataSplits, load_dataset
-from flowkit.errors import InvalidInputError
+from flowkit.errors import FlowkitError, InvalidInputError, NonFiniteStateError
 from flowkit.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from flowkit.train.config import ConfigError, TrainConfig, dump_toml
 from flowkit.train.distributed import DistContext
 from flowkit.train.logger import MetricsLogger, tensorboard_available
-from flowkit.train.model import build_eval_model, build_model, resolve_device
+from flowkit.train.model import build_eval_model, build_model, check_components, resolve_device
+from flowkit.train.rundir import check_run_dir
 
-__all__ = ["TrainResult", "Trainer", "default_run_dir"]
+__all__ = ["TrainResult", "Trainer", "TrainingDivergedError", "default_run_dir"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 RESULTS_NAME = "results.json"
@@ -54,6 +55,14 @@ def default_run_dir(root: str | Path = "runs") -> Path:
         path = Path(root) / f"{stamp}-{n}"
         n += 1
     return path
+
+
+class TrainingDivergedError(FlowkitError, FloatingPointError):
+    """The training loss or the flow became NaN or Inf (data too large, a step too big)."""
+
+
+_LARGE_DATA = 1e3
+"""Largest absolute training value above which a diverging run blames the data's scale."""
 
 
 @dataclass
@@ -113,9 +122,16 @@ class Trainer:
         data: already loaded data (default: loaded from ``config``).
         context: this process's rank in a distributed run.
         write: write logs, checkpoints and results (off for a throw-away trainer).
+        overwrite: a new run may write into a directory that already holds
+            files (its previous run's files are overwritten).
 
     Raises:
         InvalidInputError: bad data, before any training.
+        UnknownComponentError, ConfigError: unknown component names or options,
+            or a bad device, before any data is loaded.
+        RunDirError: a new run (``write`` and not ``resume``) in a directory
+            that already holds files (see :func:`flowkit.train.train` for
+            ``overwrite``).
         CheckpointError: on resume, a missing, corrupt or foreign checkpoint.
         ConfigError: on resume, a configuration that differs from the run's.
     """
@@ -129,6 +145,7 @@ class Trainer:
         data: DataSplits | None = None,
         context: DistContext | None = None,
         write: bool = True,
+        overwrite: bool = False,
     ) -> None:
         self.config = config
         self.ctx = context or DistContext()
@@ -138,6 +155,9 @@ class Trainer:
         self.device = resolve_device(config.device, rank=self.ctx.rank)
         self.dtype = _dtype(config.dtype)
         self.run_dir = Path(run_dir or config.out_dir or default_run_dir())
+        check_components(config)
+        if self.write:
+            check_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
 
         self.data = data or load_dataset(
             config.data,
@@ -155,6 +175,7 @@ class Trainer:
 
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.model = build_model(config, self.data.dim, device=self.device, dtype=self.dtype)
+        self.evaluation_model()  # the evaluation integrator's option values, checked now
         self.loss_module: nn.Module = _LossModule(self.model)
         if self.ctx.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -189,7 +210,8 @@ class Trainer:
         self.logger: MetricsLogger | None = None
         if self.write:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / CONFIG_NAME).write_text(dump_toml(config))
+            # without out_dir: reusing the saved file (--config) must not target this run
+            (self.run_dir / CONFIG_NAME).write_text(dump_toml(config.replace(out_dir=None)))
             use_tb = config.tensorboard
             if use_tb is None:
                 use_tb = tensorboard_available()
@@ -288,13 +310,13 @@ class Trainer:
         t1 = self._end_time()
         x = self.local_share(self.next_batch())
         self.optimizer.zero_grad(set_to_none=True)
-        loss, metrics = self.compute_loss(x, t1)
-        if not bool(torch.isfinite(loss)):
-            raise FloatingPointError(
-                f"The training loss became {loss.item()} at iteration {self.iteration + 1}; "
-                "lower --lr, tighten the integrator tolerances, or add regularizers."
-            )
-        loss.backward()
+        try:
+            loss, metrics = self.compute_loss(x, t1)
+            if not bool(torch.isfinite(loss)):
+                raise self._diverged(f"the training loss became {loss.item()}")
+            loss.backward()
+        except NonFiniteStateError as exc:
+            raise self._diverged(f"the flow became NaN or Inf ({exc})") from exc
         stats = getattr(self.model, "last_stats", None)
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.model.parameters(), self.config.grad_clip or math.inf
@@ -327,6 +349,17 @@ class Trainer:
         }
         return self.last_metrics
 
+    def _diverged(self, what: str) -> TrainingDivergedError:
+        largest = float(self.data.train.abs().max())
+        hint = "lower --lr, tighten the integrator tolerances, or add regularizers"
+        if not largest <= _LARGE_DATA:
+            hint = (
+                f"the training data reach |x| = {largest:.3g}: standardise them "
+                "(--standardize, the default for files) or rescale them to values of order "
+                f"one; otherwise {hint}"
+            )
+        return TrainingDivergedError(f"At iteration {self.iteration + 1} {what}; {hint}.")
+
     # -- evaluation ----------------------------------------------------------------------
     def evaluation_model(self, model: nn.Module | None = None) -> nn.Module:
         """``model`` (default: the trained one) solved by the evaluation integrator.
@@ -338,7 +371,7 @@ class Trainer:
         training tolerance or a few fixed steps.
 
         Raises:
-            TypeError, RegistryError: an unknown evaluation integrator or option.
+            UnknownComponentError, ConfigError: an unknown evaluation integrator or option.
         """
         model = model or self.model
         return build_eval_model(model, self.config)

@@ -1,16 +1,59 @@
-"""The report on disk: JSON (everything), CSV (one row per measurement), Markdown."""
+"""The report on disk: JSON (everything), CSV (one row per measurement), Markdown.
+
+:func:`check_report_dir` tells before any measurement whether the report's
+folder can be written, so that a long run never ends without its report.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from flowkit.bench.report.plots import write_plots
 from flowkit.bench.report.table import suite_tables
+from flowkit.errors import FlowkitError
 
-__all__ = ["CSV_COLUMNS", "write_csv", "write_json", "write_markdown", "write_report"]
+__all__ = [
+    "CSV_COLUMNS",
+    "ReportOutputError",
+    "check_report_dir",
+    "write_csv",
+    "write_json",
+    "write_markdown",
+    "write_report",
+]
+
+
+class ReportOutputError(FlowkitError):
+    """The report's folder is a file, or it cannot be created or written."""
+
+
+def check_report_dir(out: Path) -> None:
+    """Check, without creating anything, that the report can be written into ``out``.
+
+    Raises:
+        ReportOutputError: ``out`` (or a folder above it) is a file, or the
+            nearest existing folder is not writable.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ReportOutputError(
+            f"--out {out} is a file; the report is a folder of files (report.json, "
+            "report.csv, report.md, plots): give a folder's path, new or existing."
+        )
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ReportOutputError(f"--out {out}: {existing} is a file, not a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ReportOutputError(
+            f"--out {out}: cannot write to {existing} (permission denied); choose a writable --out."
+        )
+
 
 CSV_COLUMNS = (
     "suite",
@@ -129,8 +172,16 @@ def write_markdown(report: dict[str, Any], path: Path, plots: list[Path] | None 
 
 
 def write_report(report: dict[str, Any], out: Path, *, plots: bool = True) -> dict[str, Path]:
-    """Write ``report.json``, ``report.csv``, ``report.md`` and the PNG plots into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``report.json``, ``report.csv``, ``report.md`` and the PNG plots into ``out``.
+
+    Raises:
+        ReportOutputError: ``out`` cannot be a folder or cannot be written.
+    """
+    check_report_dir(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportOutputError(f"--out {out}: cannot create the folder ({exc}).") from None
     written = {
         "json": write_json(report, out / "report.json"),
         "csv": write_csv(report, out / "report.csv"),
