@@ -53,8 +53,9 @@ def test_pip_installed_plugin_is_listed(installed_example: dict[str, str]) -> No
         text=True,
         check=True,
     )
-    rows = json.loads(result.stdout)
-    (row,) = [r for r in rows if r["name"] == "ssprk3"]
+    listing = json.loads(result.stdout)
+    assert listing["broken_plugins"] == []
+    (row,) = [r for r in listing["components"] if r["name"] == "ssprk3"]
     assert row["kind"] == "integrator"
     assert row["plugin"] == "example_ssprk3"
     assert row["distribution"] == "flowkit-example-plugin"
