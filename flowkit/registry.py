@@ -292,7 +292,7 @@ class Registry:
         if self.broken:
             broken = (
                 " Some plugins failed to load and may have provided it: "
-                + ", ".join(b.plugin for b in self.broken)
+                + ", ".join(dict.fromkeys(b.plugin for b in self.broken))
                 + " (see `flowkit list`)."
             )
         raise UnknownComponentError(
@@ -759,10 +759,9 @@ def _resolve(builder: _Builder) -> list[ComponentSpec]:
                         BrokenPlugin(spec.plugin, spec.distribution, clashes[n].message)
                     )
         for target, (message, candidates) in contested.items():
-            claimants = tuple(
-                dict.fromkeys([*(kept[i] for i in claims.get(target, [])), *candidates])
-            )
-            clashes[target] = NameConflict(kind, target, claimants, message)
+            holders = [kept[i] for i in claims.get(target, [])]
+            holders += [c for c in candidates if not any(c is h for h in holders)]
+            clashes[target] = NameConflict(kind, target, tuple(holders), message)
             for spec in candidates:
                 builder.mark_broken(BrokenPlugin(spec.plugin, spec.distribution, message))
 

@@ -812,3 +812,32 @@ def test_function_factories_are_checked_when_they_build() -> None:
     assert "plugin 'funcs'" in message and "_NotAnIntegrator" in message
     assert "not a flowkit.interfaces.Integrator" in message
     assert "FLOWKIT_BLOCK_PLUGINS=funcs" in message
+
+
+def test_contested_replacement_with_unhashable_factories_does_not_fail_the_build() -> None:
+    class _Builds:  # a callable factory object that defines __eq__ (so it is unhashable)
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, _Builds)
+
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self) -> _Euler:
+            return _Euler()
+
+    reg = build_registry(
+        autoload=False,
+        builtins=False,
+        plugins=[
+            plugin("base", flowkit_register_integrators=integrators(("rk", _Euler, {}))),
+            plugin(
+                "x", flowkit_register_integrators=integrators(("rk", _Builds(), {"replaces": "rk"}))
+            ),
+            plugin(
+                "y", flowkit_register_integrators=integrators(("rk", _Builds(), {"replaces": "rk"}))
+            ),
+        ],
+    )
+    with pytest.raises(PluginConflictError, match="replaced by"):
+        reg.get("integrator", "rk")
+    (conflict,) = reg.conflicts
+    assert [s.plugin for s in conflict.claimants] == ["base", "x", "y"]
