@@ -449,19 +449,23 @@ def build_registry(
     origins: dict[str, str | None] = {}
     attempted: dict[str, str | None] = {}
 
-    def taken(name: str, distribution: str | None) -> bool:
-        """Whether ``name`` is already used; reports a second plugin of that name."""
+    def taken(name: str, distribution: str | None, *, same_origin_is_duplicate: bool) -> bool:
+        """Whether ``name`` is already used; reports a second plugin of that name.
+
+        A plugin of the same distribution under the same name is the same
+        plugin declared twice (flowkit's built-ins are also entry points).
+        """
         if name not in attempted:
             return False
         first = attempted[name]
-        if not _same_distribution(first, distribution):
+        if not (same_origin_is_duplicate and _same_distribution(first, distribution)):
             builder.mark_broken(
                 BrokenPlugin(
                     name,
                     distribution,
-                    f"the plugin name {name!r} is already taken by the plugin of distribution "
-                    f"{first or 'unknown'}, so this one was not loaded; uninstall one of the "
-                    "two, or rename this one's entry point",
+                    f"the plugin name {name!r} is already taken by another plugin (distribution "
+                    f"{first or 'unknown'}), so this one was not loaded; uninstall one of the "
+                    "two, or give this one another name",
                 )
             )
         return True
@@ -469,7 +473,9 @@ def build_registry(
     def add(plugin: Any, name: str, distribution: str | None) -> None:
         if pm.is_blocked(name):
             return
-        if pm.get_plugin(name) is plugin or taken(name, distribution):
+        if pm.get_plugin(name) is plugin:
+            return
+        if taken(name, distribution, same_origin_is_duplicate=distribution is not None):
             return
         attempted[name] = distribution
         try:
@@ -502,7 +508,9 @@ def build_registry(
     if autoload:
         for ep in entry_points(group=hookspecs.ENTRY_POINT_GROUP):
             distribution = _distribution_of(ep)
-            if pm.is_blocked(ep.name) or taken(ep.name, distribution):
+            if pm.is_blocked(ep.name) or taken(
+                ep.name, distribution, same_origin_is_duplicate=True
+            ):
                 continue
             try:
                 plugin = ep.load()
@@ -656,14 +664,11 @@ def _run_hook(impl: Any, kind: str, distribution: str | None, builder: _Builder)
     try:
         impl.function(register=register)
     except (Exception, SystemExit) as exc:
-        builder.mark_broken(
-            BrokenPlugin(
-                plugin_name,
-                distribution,
-                f"raised in {impl.function.__name__}: {_one_line(exc)}",
-                traceback.format_exc(),
-            )
-        )
+        if refused and str(exc) == refused[-1]:  # our refusal, propagated by the plugin
+            error = f"in {impl.function.__name__}: {refused[-1]}"
+        else:
+            error = f"raised in {impl.function.__name__}: {_one_line(exc)}"
+        builder.mark_broken(BrokenPlugin(plugin_name, distribution, error, traceback.format_exc()))
         return
     if refused:  # the plugin caught the refusal itself; still register nothing of it
         builder.mark_broken(

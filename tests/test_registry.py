@@ -841,3 +841,17 @@ def test_contested_replacement_with_unhashable_factories_does_not_fail_the_build
         reg.get("integrator", "rk")
     (conflict,) = reg.conflicts
     assert [s.plugin for s in conflict.claimants] == ["base", "x", "y"]
+
+
+def test_two_plugin_objects_given_one_name_in_code() -> None:
+    reg = build_registry(
+        autoload=False,
+        builtins=False,
+        plugins=[
+            ("mine", plugin("a", flowkit_register_integrators=integrators(("e", _Euler, {})))),
+            ("mine", plugin("b", flowkit_register_integrators=integrators(("f", _Euler, {})))),
+        ],
+    )
+    assert reg.names("integrator") == ["e"]
+    (broken,) = reg.broken
+    assert broken.plugin == "mine" and "already taken" in broken.error
