@@ -37,11 +37,21 @@ class UnknownComponentError(FlowkitError, KeyError):
 
 
 class PluginConflictError(FlowkitError):
-    """Two plugins registered the same name (or alias) for one kind of component."""
+    """Two plugins registered the same name (or alias) for one kind of component.
+
+    Raised where the name is used; the message names both plugins and the way
+    out (block one, or declare ``replaces=``). Every other name keeps working.
+    """
 
 
 class PluginLoadError(FlowkitError):
-    """A plugin failed to import or raised inside one of its hooks."""
+    """A plugin that cannot be used: it failed to import, raised inside a hook,
+    or its factory built something that is not a component of its kind.
+
+    When the registry is built such plugins are not raised about but listed in
+    ``Registry.broken`` (and by ``flowkit list``); this is raised where a broken
+    component is used.
+    """
 
 
 class IncompatibleComponentsError(FlowkitError, ValueError):

@@ -7,10 +7,23 @@ callback with the signature::
     register(name, factory, *, aliases=(), replaces=None)
 
 ``name`` is a lower_snake name (dots allowed for namespaces, as in
-``torchdiffeq.dopri5``); ``factory`` is a class (or callable) whose keyword
-arguments are the component's options, and whose class attributes declare its
-capabilities; ``aliases`` are further names resolving to this one;
-``replaces`` names an existing component this one supersedes on purpose.
+``torchdiffeq.dopri5``); ``factory`` is a class whose keyword arguments are the
+component's options, and whose class attributes declare its capabilities;
+``aliases`` are further names resolving to this one; ``replaces`` names an
+existing component this one supersedes on purpose.
+
+The factory class must subclass the kind's abstract base from
+:mod:`flowkit.interfaces` (for vector fields: any ``nn.Module`` whose
+``forward`` takes ``(t, x)``) and implement its abstract methods; instances are
+refused. A function building the component is accepted too; what it builds is
+checked when it is created. ``register`` raises ``TypeError`` or ``ValueError``
+with the reason for anything it refuses, and the plugin is then reported as
+broken with nothing of that hook registered (see :mod:`flowkit.kinds`).
+
+A name already registered by another plugin is not an error here: that name
+is withheld and raises :class:`~flowkit.errors.PluginConflictError` where it is
+used, until one plugin is blocked (``FLOWKIT_BLOCK_PLUGINS``) or declares
+``replaces=``.
 
 Plugins are discovered through the ``flowkit`` entry-point group. Built-in
 plugins are registered through these same hooks.
@@ -69,7 +82,10 @@ class Register(Protocol):
 def flowkit_register_vector_fields(register: Register) -> None:
     """Register vector fields: ``nn.Module`` classes computing ``f(t, x)``.
 
-    Factories should subclass :class:`flowkit.interfaces.VectorField`.
+    Factories should subclass :class:`flowkit.interfaces.VectorField`, which is
+    how a field declares capabilities; any ``nn.Module`` subclass whose
+    ``forward`` takes ``(t, x)`` is accepted as a field without a closed-form
+    divergence.
     """
 
 
@@ -77,7 +93,7 @@ def flowkit_register_vector_fields(register: Register) -> None:
 def flowkit_register_integrators(register: Register) -> None:
     """Register ODE integrators.
 
-    Factories should subclass :class:`flowkit.interfaces.Integrator` and declare
+    Factories must subclass :class:`flowkit.interfaces.Integrator` and declare
     ``order``, ``adaptive``, ``reversible``, ``native_adjoint`` and
     ``checkpointable`` as class attributes.
     """
@@ -87,7 +103,7 @@ def flowkit_register_integrators(register: Register) -> None:
 def flowkit_register_trace_estimators(register: Register) -> None:
     """Register trace (divergence) estimators.
 
-    Factories should subclass :class:`flowkit.interfaces.TraceEstimator` and
+    Factories must subclass :class:`flowkit.interfaces.TraceEstimator` and
     declare ``stochastic`` and ``requires_divergence``.
     """
 
@@ -96,7 +112,7 @@ def flowkit_register_trace_estimators(register: Register) -> None:
 def flowkit_register_gradient_strategies(register: Register) -> None:
     """Register gradient strategies (backprop, adjoints, checkpointing, ...).
 
-    Factories should subclass :class:`flowkit.interfaces.GradientStrategy` and
+    Factories must subclass :class:`flowkit.interfaces.GradientStrategy` and
     declare in ``requires`` the integrator capabilities they need.
     """
 
@@ -105,5 +121,5 @@ def flowkit_register_gradient_strategies(register: Register) -> None:
 def flowkit_register_regularizers(register: Register) -> None:
     """Register training regularizers integrated alongside the CNF state.
 
-    Factories should subclass :class:`flowkit.interfaces.Regularizer`.
+    Factories must subclass :class:`flowkit.interfaces.Regularizer`.
     """

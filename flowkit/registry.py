@@ -5,6 +5,14 @@ from the built-in plugins and every plugin installed under the ``flowkit``
 entry-point group. :func:`build_registry` builds a fresh one explicitly, with
 entry-point loading switchable off, which is what tests do.
 
+One bad plugin never takes flowkit down: a plugin that fails to import,
+raises in a hook, implements a misspelled hook, or registers something that is
+not a component of its kind is reported in :attr:`Registry.broken` (and by
+``flowkit list``) with nothing of it registered, and everything else keeps
+working. A name that two plugins register is withheld: using it raises
+:class:`~flowkit.errors.PluginConflictError` naming both plugins and the way
+out, while every other name keeps working.
+
 Environment variables:
     FLOWKIT_DISABLE_PLUGIN_AUTOLOAD: when ``1``/``true``/``yes``, installed
         plugins are not loaded from entry points (built-ins still are).
@@ -32,7 +40,14 @@ import pluggy
 from flowkit import hookspecs
 from flowkit.compat import Compatibility, check_compatibility
 from flowkit.errors import PluginConflictError, PluginLoadError, UnknownComponentError
-from flowkit.kinds import COMBINATION_KINDS, KINDS, capabilities_of, kind_info
+from flowkit.kinds import (
+    COMBINATION_KINDS,
+    KINDS,
+    capabilities_of,
+    component_problem,
+    factory_problem,
+    kind_info,
+)
 
 __all__ = [
     "AUTOLOAD_ENV",
@@ -41,6 +56,7 @@ __all__ = [
     "BrokenPlugin",
     "Combination",
     "ComponentSpec",
+    "NameConflict",
     "Registry",
     "build_registry",
     "get_registry",
@@ -117,12 +133,51 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class BrokenPlugin:
-    """A plugin that failed to import or raised inside a hook."""
+    """A plugin that could not be (fully) used, and why.
+
+    It failed to import, raised inside a hook, implements a hook that does not
+    exist, registered something that is not a component of its kind, or
+    registered a name another plugin registered too.
+
+    Attributes:
+        plugin: the plugin's name.
+        distribution: the distribution it came from, or ``None``.
+        error: one line saying what went wrong and how to fix it.
+        details: the traceback, when there is one.
+    """
 
     plugin: str
     distribution: str | None
     error: str
     details: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable description (``broken_plugins`` in ``flowkit list --json``)."""
+        return {"plugin": self.plugin, "distribution": self.distribution, "error": self.error}
+
+
+@dataclass(frozen=True)
+class NameConflict:
+    """A name that several plugins registered for one kind; using it raises.
+
+    Attributes:
+        kind: the kind of component.
+        name: the name registered more than once.
+        claimants: the components that registered it, in registration order.
+        message: what went wrong and the way out (block a plugin, or ``replaces=``).
+        names: every name that raises this conflict: ``name`` and the other
+            names of the components withheld because of it.
+    """
+
+    kind: str
+    name: str
+    claimants: tuple[ComponentSpec, ...]
+    message: str
+    names: tuple[str, ...] = ()
+
+    def error(self) -> PluginConflictError:
+        """The exception raised where the name is used."""
+        return PluginConflictError(self.message)
 
 
 @dataclass(frozen=True)
@@ -166,6 +221,12 @@ class Registry:
 
     Use :func:`get_registry` for the process-wide registry, or
     :func:`build_registry` for a fresh one.
+
+    Attributes:
+        broken: the plugins that could not be (fully) used, and why.
+        conflicts: the names several plugins registered; each raises
+            :class:`~flowkit.errors.PluginConflictError` where it is used.
+        plugin_manager: the pluggy plugin manager the registry was built with.
     """
 
     def __init__(
@@ -173,13 +234,19 @@ class Registry:
         specs: Iterable[ComponentSpec],
         broken: Iterable[BrokenPlugin] = (),
         plugin_manager: pluggy.PluginManager | None = None,
+        conflicts: Iterable[NameConflict] = (),
     ) -> None:
         self._specs: dict[str, dict[str, ComponentSpec]] = {kind: {} for kind in KINDS}
         self._aliases: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
+        self._conflicts: dict[str, dict[str, NameConflict]] = {kind: {} for kind in KINDS}
         for spec in specs:
             self._specs[spec.kind][spec.name] = spec
             for alias in spec.aliases:
                 self._aliases[spec.kind][alias] = spec.name
+        self.conflicts: tuple[NameConflict, ...] = tuple(conflicts)
+        for conflict in self.conflicts:
+            for name in conflict.names or (conflict.name,):
+                self._conflicts[conflict.kind][name] = conflict
         self.broken: tuple[BrokenPlugin, ...] = tuple(broken)
         self.plugin_manager = plugin_manager
 
@@ -203,11 +270,16 @@ class Registry:
 
         Raises:
             UnknownComponentError: listing what exists and the closest matches.
+            PluginConflictError: the name was registered by several plugins;
+                the message names them and the way out.
         """
         info = kind_info(kind)
         if not isinstance(name, str):
             raise TypeError(f"A {info.label} name must be a string, got {type(name).__name__}.")
         key = name.strip().lower().replace("-", "_")
+        conflict = self._conflicts[kind].get(key)
+        if conflict is not None:
+            raise conflict.error()
         canonical = self._aliases[kind].get(key, key)
         try:
             return self._specs[kind][canonical]
@@ -220,7 +292,7 @@ class Registry:
         if self.broken:
             broken = (
                 " Some plugins failed to load and may have provided it: "
-                + ", ".join(b.plugin for b in self.broken)
+                + ", ".join(dict.fromkeys(b.plugin for b in self.broken))
                 + " (see `flowkit list`)."
             )
         raise UnknownComponentError(
@@ -233,8 +305,11 @@ class Registry:
 
         Raises:
             UnknownComponentError: for an unknown name.
+            PluginConflictError: for a name several plugins registered.
             TypeError: for an option the component does not take, naming the
                 valid ones.
+            PluginLoadError: the plugin's factory built something that is not
+                a component of ``kind``.
         """
         spec = self.get(kind, name)
         valid = _keyword_parameters(spec.factory)
@@ -247,6 +322,13 @@ class Registry:
                     f"{', '.join(sorted(valid)) or '(none)'}."
                 )
         component = spec.factory(**options)
+        problem = component_problem(component, kind)
+        if problem is not None:
+            raise PluginLoadError(
+                f"The {kind_info(kind).label} {spec.name!r} of {_origin(spec)} is broken: its "
+                f"factory {spec.factory!r} was called with the options given, and {problem}. "
+                f"Report this to the plugin's authors, or block it with {BLOCK_ENV}={spec.plugin}."
+            )
         try:
             component.registry_name = spec.name
         except AttributeError:  # pragma: no cover - frozen components
@@ -309,12 +391,24 @@ class _Registration:
 class _Builder:
     registrations: dict[str, list[_Registration]] = field(default_factory=dict)
     broken: list[BrokenPlugin] = field(default_factory=list)
+    conflicts: list[NameConflict] = field(default_factory=list)
     counter: int = 0
+
+    def mark_broken(self, plugin: BrokenPlugin) -> None:
+        if plugin not in self.broken:
+            self.broken.append(plugin)
 
 
 def _distribution_of(ep: EntryPoint) -> str | None:
     dist = getattr(ep, "dist", None)
     return getattr(dist, "name", None) if dist is not None else None
+
+
+def _same_distribution(a: str | None, b: str | None) -> bool:
+    def norm(d: str | None) -> str | None:
+        return None if d is None else re.sub(r"[-_.]+", "-", d).lower()
+
+    return norm(a) == norm(b)
 
 
 def build_registry(
@@ -326,6 +420,13 @@ def build_registry(
 ) -> Registry:
     """Build a fresh registry.
 
+    No plugin can make this fail: a plugin that fails to import, raises in a
+    hook, implements a hook that does not exist (a misspelled hook name),
+    registers an invalid name or a factory that is not of its kind, or takes a
+    plugin name already taken is left out and listed in
+    :attr:`Registry.broken`. A name two plugins register is withheld and raises
+    :class:`~flowkit.errors.PluginConflictError` where it is used.
+
     Arguments:
         autoload: load installed plugins from the ``flowkit`` entry-point group;
             defaults to on unless ``FLOWKIT_DISABLE_PLUGIN_AUTOLOAD`` is set.
@@ -334,11 +435,6 @@ def build_registry(
         plugins: further plugin objects (modules or instances with hook
             implementations) to register directly, as ``(name, plugin)`` pairs
             or bare objects.
-
-    Raises:
-        PluginConflictError: two plugins registered one name of a kind.
-        PluginLoadError: a plugin implements a ``flowkit_*`` hook that does
-            not exist (a misspelled hook name).
     """
     if autoload is None:
         autoload = not _truthy(os.environ.get(AUTOLOAD_ENV))
@@ -351,15 +447,48 @@ def build_registry(
 
     builder = _Builder()
     origins: dict[str, str | None] = {}
-    attempted: set[str] = set()
+    attempted: dict[str, str | None] = {}
+
+    def taken(name: str, distribution: str | None, *, same_origin_is_duplicate: bool) -> bool:
+        """Whether ``name`` is already used; reports a second plugin of that name.
+
+        A plugin of the same distribution under the same name is the same
+        plugin declared twice (flowkit's built-ins are also entry points).
+        """
+        if name not in attempted:
+            return False
+        first = attempted[name]
+        if not (same_origin_is_duplicate and _same_distribution(first, distribution)):
+            builder.mark_broken(
+                BrokenPlugin(
+                    name,
+                    distribution,
+                    f"the plugin name {name!r} is already taken by another plugin (distribution "
+                    f"{first or 'unknown'}), so this one was not loaded; uninstall one of the "
+                    "two, or give this one another name",
+                )
+            )
+        return True
 
     def add(plugin: Any, name: str, distribution: str | None) -> None:
-        if pm.is_blocked(name) or pm.get_plugin(name) is not None:
+        if pm.is_blocked(name):
             return
+        if pm.get_plugin(name) is plugin:
+            return
+        if taken(name, distribution, same_origin_is_duplicate=distribution is not None):
+            return
+        attempted[name] = distribution
         try:
             pm.register(plugin, name=name)
-        except ValueError as exc:  # the same object under two names
-            builder.broken.append(BrokenPlugin(name, distribution, str(exc)))
+        except Exception as exc:  # a hook signature pluggy rejects, or a duplicate object
+            builder.mark_broken(
+                BrokenPlugin(
+                    name,
+                    distribution,
+                    f"could not be registered: {_one_line(exc)}",
+                    traceback.format_exc(),
+                )
+            )
             return
         origins[name] = distribution
 
@@ -367,75 +496,130 @@ def build_registry(
         for name, module_name in BUILTIN_PLUGINS:
             if pm.is_blocked(name):
                 continue
-            attempted.add(name)
             try:
                 module = importlib.import_module(module_name)
-            except Exception as exc:
-                builder.broken.append(
+            except (Exception, SystemExit) as exc:
+                attempted[name] = BUILTIN_DISTRIBUTION
+                builder.mark_broken(
                     BrokenPlugin(name, BUILTIN_DISTRIBUTION, _one_line(exc), traceback.format_exc())
                 )
                 continue
             add(module, name, BUILTIN_DISTRIBUTION)
     if autoload:
         for ep in entry_points(group=hookspecs.ENTRY_POINT_GROUP):
-            if ep.name in attempted or pm.is_blocked(ep.name) or pm.get_plugin(ep.name):
+            distribution = _distribution_of(ep)
+            if pm.is_blocked(ep.name) or taken(
+                ep.name, distribution, same_origin_is_duplicate=True
+            ):
                 continue
-            attempted.add(ep.name)
             try:
                 plugin = ep.load()
-            except Exception as exc:
-                builder.broken.append(
+            except (Exception, SystemExit) as exc:
+                attempted[ep.name] = distribution
+                builder.mark_broken(
                     BrokenPlugin(
                         ep.name,
-                        _distribution_of(ep),
+                        distribution,
                         f"failed to import: {_one_line(exc)}",
                         traceback.format_exc(),
                     )
                 )
                 continue
-            add(plugin, ep.name, _distribution_of(ep))
+            add(plugin, ep.name, distribution)
     for item in plugins:
         plugin_name, plugin = item if isinstance(item, tuple) else (None, item)
         plugin_name = plugin_name or pm.get_canonical_name(plugin)
         add(plugin, plugin_name, None)
 
-    _check_hook_names(pm, origins)
+    _remove_plugins_with_unknown_hooks(pm, origins, builder)
 
     for kind, info in KINDS.items():
         caller = getattr(pm.hook, info.hook)
         for impl in caller.get_hookimpls():
             _run_hook(impl, kind, origins.get(impl.plugin_name), builder)
     specs = _resolve(builder)
-    return Registry(specs, builder.broken, pm)
+    return Registry(specs, builder.broken, pm, builder.conflicts)
 
 
 def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
-def _check_hook_names(pm: pluggy.PluginManager, origins: dict[str, str | None]) -> None:
+def _unknown_hook_message(plugin_name: str, attr: str, distribution: str | None) -> str:
+    known = sorted(info.hook for info in KINDS.values())
+    close = difflib.get_close_matches(attr, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return (
+        f"Plugin {plugin_name!r} (distribution {distribution or 'unknown'}) implements "
+        f"{attr!r}, which is not a flowkit hook, so none of its hooks were run.{hint} "
+        f"Known hooks: {', '.join(known)}. Fix the name in the plugin, or block it with "
+        f"{BLOCK_ENV}={plugin_name}."
+    )
+
+
+def _unknown_hooks(plugin: Any) -> list[str]:
+    """The ``flowkit_*`` callables of ``plugin`` that are not flowkit hooks."""
     known = {info.hook for info in KINDS.values()}
+    unknown = []
+    for attr in dir(plugin):
+        if not attr.startswith(f"{hookspecs.PROJECT_NAME}_") or attr in known:
+            continue
+        try:
+            value = getattr(plugin, attr)
+        except Exception:
+            continue
+        if callable(value):
+            unknown.append(attr)
+    return unknown
+
+
+def _remove_plugins_with_unknown_hooks(
+    pm: pluggy.PluginManager, origins: dict[str, str | None], builder: _Builder
+) -> None:
+    """Unregister, and report as broken, each plugin implementing a hook that does not exist.
+
+    Such a plugin almost always has a misspelled hook name, so it would
+    silently register less than its authors meant: none of its hooks run.
+    """
     for plugin_name, plugin in pm.list_name_plugin():
-        for attr in dir(plugin):
-            if not attr.startswith(f"{hookspecs.PROJECT_NAME}_") or attr in known:
+        try:
+            unknown = _unknown_hooks(plugin)
+        except Exception as exc:
+            message = f"could not be inspected: {_one_line(exc)}"
+        else:
+            if not unknown:
                 continue
-            if not callable(getattr(plugin, attr, None)):
-                continue
-            close = difflib.get_close_matches(attr, sorted(known), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            dist = origins.get(plugin_name)
-            raise PluginLoadError(
-                f"Plugin {plugin_name!r} (distribution {dist or 'unknown'}) implements "
-                f"{attr!r}, which is not a flowkit hook.{hint} Known hooks: "
-                f"{', '.join(sorted(known))}. Fix the name in the plugin, or block it with "
-                f"{BLOCK_ENV}={plugin_name}."
+            message = _unknown_hook_message(plugin_name, unknown[0], origins.get(plugin_name))
+        pm.unregister(name=plugin_name)
+        builder.mark_broken(BrokenPlugin(plugin_name, origins.get(plugin_name), message))
+    for _ in range(len(pm.get_plugins()) + 1):
+        try:
+            pm.check_pending()  # hook implementations marked with an unknown name
+        except pluggy.PluginValidationError as exc:
+            plugin_name = pm.get_name(exc.plugin) or pm.get_canonical_name(exc.plugin)
+            pm.unregister(exc.plugin)
+            builder.mark_broken(
+                BrokenPlugin(
+                    plugin_name,
+                    origins.get(plugin_name),
+                    f"{exc} Fix the hook name in the plugin (known hooks: "
+                    f"{', '.join(sorted(info.hook for info in KINDS.values()))}), or block it "
+                    f"with {BLOCK_ENV}={plugin_name}.",
+                )
             )
-    pm.check_pending()
+        else:
+            return
 
 
 def _run_hook(impl: Any, kind: str, distribution: str | None, builder: _Builder) -> None:
     plugin_name = impl.plugin_name
     staged: list[ComponentSpec] = []
+    refused: list[str] = []
+    label = kind_info(kind).label
+
+    def refuse(error: Exception) -> Exception:
+        refused.append(str(error))
+        return error
 
     def register(
         name: str,
@@ -444,15 +628,27 @@ def _run_hook(impl: Any, kind: str, distribution: str | None, builder: _Builder)
         aliases: Sequence[str] = (),
         replaces: str | None = None,
     ) -> None:
-        label = kind_info(kind).label
-        for n in (name, *aliases):
-            if not isinstance(n, str) or not _NAME_RE.match(n):
-                raise ValueError(
-                    f"invalid {label} name {n!r}: names are lower_snake "
-                    "(letters, digits, underscores; dots separate namespaces)"
+        if isinstance(aliases, str):
+            raise refuse(
+                TypeError(
+                    f"aliases of {label} {name!r} must be a sequence of names, got the string "
+                    f"{aliases!r}; write aliases=({aliases!r},)"
                 )
-        if not callable(factory):
-            raise TypeError(f"factory for {label} {name!r} is not callable: {factory!r}")
+            )
+        for n in (name, *aliases, *(() if replaces is None else (replaces,))):
+            if not isinstance(n, str) or not _NAME_RE.match(n):
+                raise refuse(
+                    ValueError(
+                        f"invalid {label} name {n!r}: names are lower_snake "
+                        "(letters, digits, underscores; dots separate namespaces)"
+                    )
+                )
+        for n in (name, *aliases):
+            if any(n in (s.name, *s.aliases) for s in staged):
+                raise refuse(ValueError(f"the {label} name {n!r} is registered twice by one hook"))
+        problem = factory_problem(factory, kind)
+        if problem is not None:
+            raise refuse(TypeError(f"refused {label} {name!r}: {problem}"))
         staged.append(
             ComponentSpec(
                 kind=kind,
@@ -467,14 +663,16 @@ def _run_hook(impl: Any, kind: str, distribution: str | None, builder: _Builder)
 
     try:
         impl.function(register=register)
-    except Exception as exc:
-        builder.broken.append(
-            BrokenPlugin(
-                plugin_name,
-                distribution,
-                f"raised in {impl.function.__name__}: {_one_line(exc)}",
-                traceback.format_exc(),
-            )
+    except (Exception, SystemExit) as exc:
+        if refused and str(exc) == refused[-1]:  # our refusal, propagated by the plugin
+            error = f"in {impl.function.__name__}: {refused[-1]}"
+        else:
+            error = f"raised in {impl.function.__name__}: {_one_line(exc)}"
+        builder.mark_broken(BrokenPlugin(plugin_name, distribution, error, traceback.format_exc()))
+        return
+    if refused:  # the plugin caught the refusal itself; still register nothing of it
+        builder.mark_broken(
+            BrokenPlugin(plugin_name, distribution, f"in {impl.function.__name__}: {refused[0]}")
         )
         return
     for spec in staged:
@@ -486,8 +684,30 @@ def _origin(spec: ComponentSpec) -> str:
     return f"plugin {spec.plugin!r} (distribution {spec.distribution or 'unknown'})"
 
 
+def _listing(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _clash_message(label: str, name: str, claimants: Sequence[ComponentSpec]) -> str:
+    first, *later = claimants
+    times = "twice" if len(claimants) == 2 else f"{len(claimants)} times"
+    newer = later[-1]
+    return (
+        f"The {label} name {name!r} is registered {times}: "
+        f"{_listing([f'by {_origin(s)}' for s in claimants])}. Nothing is renamed silently, "
+        f"so {name!r} cannot be used until one plugin gives way: block one with "
+        f"{BLOCK_ENV}={','.join(dict.fromkeys(s.plugin for s in later))} "
+        f"(or {first.plugin}), or have the newer one declare "
+        f"register({newer.name!r}, ..., replaces={name!r})."
+    )
+
+
 def _resolve(builder: _Builder) -> list[ComponentSpec]:
-    """Apply ``replaces=`` and detect clashes between names and aliases."""
+    """Apply ``replaces=`` and withhold the names several plugins registered.
+
+    Returns the usable specs; records each clash in ``builder.conflicts`` and
+    every plugin at fault in ``builder.broken``.
+    """
     result: list[ComponentSpec] = []
     for kind, regs in builder.registrations.items():
         label = kind_info(kind).label
@@ -497,17 +717,21 @@ def _resolve(builder: _Builder) -> list[ComponentSpec]:
             if spec.replaces is not None:
                 replacers.setdefault(spec.replaces, []).append(spec)
         dropped: set[int] = set()
+        contested: dict[str, tuple[str, list[ComponentSpec]]] = {}
         for target, candidates in replacers.items():
             if len(candidates) > 1:
-                first, second = candidates[:2]
-                raise PluginConflictError(
-                    f"Two plugins replace the {label} {target!r}: {_origin(first)} and "
-                    f"{_origin(second)}. Block one with {BLOCK_ENV}={second.plugin}."
+                contested[target] = (
+                    f"The {label} {target!r} is replaced by "
+                    f"{_listing([_origin(c) for c in candidates])}, so {target!r} cannot be used "
+                    f"until only one replaces it: block the others with {BLOCK_ENV}="
+                    f"{','.join(dict.fromkeys(c.plugin for c in candidates[1:]))}.",
+                    candidates,
                 )
+                continue
             (replacer,) = candidates
             victims = [s for s in specs if s is not replacer and target in (s.name, *s.aliases)]
             if not victims:
-                builder.broken.append(
+                builder.mark_broken(
                     BrokenPlugin(
                         replacer.plugin,
                         replacer.distribution,
@@ -518,24 +742,46 @@ def _resolve(builder: _Builder) -> list[ComponentSpec]:
                 dropped.add(id(replacer))
                 continue
             dropped.update(id(v) for v in victims)
-        owners: dict[str, ComponentSpec] = {}
+
+        kept: list[ComponentSpec] = []
+        claims: dict[str, list[int]] = {}
         for spec in specs:
             if id(spec) in dropped:
                 continue
-            if spec.replaces is not None and spec.replaces != spec.name:
-                aliases = tuple(dict.fromkeys((*spec.aliases, spec.replaces)))
-                spec = replace(spec, aliases=aliases)
+            if spec.replaces not in (None, spec.name, *contested):
+                spec = replace(spec, aliases=tuple(dict.fromkeys((*spec.aliases, spec.replaces))))
             for n in dict.fromkeys((spec.name, *spec.aliases)):
-                if n in owners:
-                    first = owners[n]
-                    raise PluginConflictError(
-                        f"The {label} name {n!r} is registered twice: by {_origin(first)} and by "
-                        f"{_origin(spec)}. Nothing is renamed silently: block one plugin with "
-                        f"{BLOCK_ENV}={spec.plugin} (or {first.plugin}), or have the newer one "
-                        f"declare register({spec.name!r}, ..., replaces={n!r})."
+                claims.setdefault(n, []).append(len(kept))
+            kept.append(spec)
+
+        clashes: dict[str, NameConflict] = {}
+        for n, indices in claims.items():
+            if len(indices) > 1 and n not in contested:
+                claimants = tuple(kept[i] for i in indices)
+                clashes[n] = NameConflict(kind, n, claimants, _clash_message(label, n, claimants))
+                for spec in claimants[1:]:
+                    builder.mark_broken(
+                        BrokenPlugin(spec.plugin, spec.distribution, clashes[n].message)
                     )
-                owners[n] = spec
-            result.append(spec)
+        for target, (message, candidates) in contested.items():
+            holders = [kept[i] for i in claims.get(target, [])]
+            holders += [c for c in candidates if not any(c is h for h in holders)]
+            clashes[target] = NameConflict(kind, target, tuple(holders), message)
+            for spec in candidates:
+                builder.mark_broken(BrokenPlugin(spec.plugin, spec.distribution, message))
+
+        withheld_names: dict[str, list[str]] = {n: [n] for n in clashes}
+        for spec in kept:
+            if spec.name in clashes:  # withheld: every name of it raises the conflict
+                for alias in spec.aliases:
+                    if alias not in clashes:
+                        withheld_names[spec.name].append(alias)
+                continue
+            clear = tuple(a for a in spec.aliases if a not in clashes)
+            result.append(spec if clear == spec.aliases else replace(spec, aliases=clear))
+        for n, conflict in clashes.items():
+            names = tuple(dict.fromkeys(withheld_names[n]))
+            builder.conflicts.append(replace(conflict, names=names))
     return result
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,13 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "plugins" / "example_plugin"
 def installed_example(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     target = tmp_path_factory.mktemp("site")
     build = tmp_path_factory.mktemp("build")
+    # Build from a copy: building in place leaves flowkit_example_plugin.egg-info in
+    # plugins/example_plugin, which is on sys.path while its own tests run, so every
+    # later registry of the test session would find the example plugin.
+    source = build / "example_plugin"
+    shutil.copytree(
+        EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+    )
     subprocess.run(
         [
             sys.executable,
@@ -34,7 +42,7 @@ def installed_example(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str
             "--no-index",
             "--target",
             str(target),
-            str(EXAMPLE),
+            str(source),
         ],
         check=True,
         cwd=build,
@@ -53,8 +61,9 @@ def test_pip_installed_plugin_is_listed(installed_example: dict[str, str]) -> No
         text=True,
         check=True,
     )
-    rows = json.loads(result.stdout)
-    (row,) = [r for r in rows if r["name"] == "ssprk3"]
+    listing = json.loads(result.stdout)
+    assert listing["broken_plugins"] == []
+    (row,) = [r for r in listing["components"] if r["name"] == "ssprk3"]
     assert row["kind"] == "integrator"
     assert row["plugin"] == "example_ssprk3"
     assert row["distribution"] == "flowkit-example-plugin"

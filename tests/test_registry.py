@@ -71,7 +71,7 @@ class FakeEntryPoint:
         self.dist = FakeDistribution(distribution)
 
     def load(self) -> Any:
-        if isinstance(self._target, Exception):
+        if isinstance(self._target, BaseException):
             raise self._target
         return self._target
 
@@ -171,42 +171,90 @@ def test_resolve_refuses_options_with_an_instance() -> None:
         reg.resolve("integrator", _Euler(), {"n_steps": 2})
 
 
-def test_clash_names_both_plugins_and_the_way_out(fake_entry_points) -> None:
+def test_clash_is_raised_where_the_name_is_used_naming_both_and_the_way_out(
+    fake_entry_points,
+) -> None:
     fake_entry_points.append(
         FakeEntryPoint(
             "first",
-            plugin("first", flowkit_register_integrators=integrators(("fast", _Euler, {}))),
+            plugin(
+                "first",
+                flowkit_register_integrators=integrators(
+                    ("fast", _Euler, {"aliases": ("quick",)}), ("first_only", _Euler, {})
+                ),
+            ),
             "first-dist",
         )
     )
     fake_entry_points.append(
         FakeEntryPoint(
             "second",
-            plugin("second", flowkit_register_integrators=integrators(("fast", _Other, {}))),
+            plugin(
+                "second",
+                flowkit_register_integrators=integrators(
+                    ("fast", _Other, {}), ("second_only", _Other, {})
+                ),
+            ),
             "second-dist",
         )
     )
+    reg = build_registry(builtins=False)  # building never fails because of a plugin
+    for name in ("fast", "Fast", "quick"):  # the alias of a withheld component raises too
+        with pytest.raises(PluginConflictError) as info:
+            reg.create("integrator", name)
+        message = str(info.value)
+        for needle in ("'fast'", "'first'", "first-dist", "'second'", "second-dist"):
+            assert needle in message
+        assert "FLOWKIT_BLOCK_PLUGINS=second" in message and "replaces='fast'" in message
+    assert ("integrator", "fast") not in reg
+    # every other name of both plugins keeps working
+    assert reg.names("integrator") == ["first_only", "second_only"]
+    assert isinstance(reg.create("integrator", "first_only"), _Euler)
+    assert type(reg.create("integrator", "second_only")) is _Other
+    # the newer plugin is reported as broken, with the same message
+    (broken,) = reg.broken
+    assert (broken.plugin, broken.distribution) == ("second", "second-dist")
+    assert "'first'" in broken.error and "replaces=" in broken.error
+    (conflict,) = reg.conflicts
+    assert (conflict.kind, conflict.name) == ("integrator", "fast")
+    assert [s.plugin for s in conflict.claimants] == ["first", "second"]
+
+
+def test_alias_clashing_with_a_name_withholds_only_that_name() -> None:
+    reg = build_registry(
+        autoload=False,
+        builtins=False,
+        plugins=[
+            plugin("a", flowkit_register_integrators=integrators(("rk", _Euler, {}))),
+            plugin(
+                "b",
+                flowkit_register_integrators=integrators(("rk5", _Other, {"aliases": ("rk",)})),
+            ),
+        ],
+    )
+    with pytest.raises(PluginConflictError, match=r"'rk'.*plugin 'a'.*plugin 'b'"):
+        reg.get("integrator", "rk")
+    spec = reg.get("integrator", "rk5")
+    assert spec.factory is _Other and spec.aliases == ()  # the clashing alias is not listed
+    assert reg.names("integrator") == ["rk5"]
+    assert [b.plugin for b in reg.broken] == ["b"]
+
+
+def test_three_claimants_are_all_named() -> None:
+    reg = build_registry(
+        autoload=False,
+        builtins=False,
+        plugins=[
+            plugin(n, flowkit_register_integrators=integrators(("same", _Euler, {})))
+            for n in ("p1", "p2", "p3")
+        ],
+    )
     with pytest.raises(PluginConflictError) as info:
-        build_registry(builtins=False)
+        reg.get("integrator", "same")
     message = str(info.value)
-    for needle in ("'fast'", "'first'", "first-dist", "'second'", "second-dist"):
-        assert needle in message
-    assert "FLOWKIT_BLOCK_PLUGINS" in message and "replaces=" in message
-
-
-def test_alias_clashing_with_a_name_is_a_conflict() -> None:
-    with pytest.raises(PluginConflictError, match="'rk'"):
-        build_registry(
-            autoload=False,
-            builtins=False,
-            plugins=[
-                plugin("a", flowkit_register_integrators=integrators(("rk", _Euler, {}))),
-                plugin(
-                    "b",
-                    flowkit_register_integrators=integrators(("rk5", _Other, {"aliases": ("rk",)})),
-                ),
-            ],
-        )
+    assert "registered 3 times" in message and "FLOWKIT_BLOCK_PLUGINS=p2,p3" in message
+    assert all(f"'{n}'" in message for n in ("p1", "p2", "p3"))
+    assert [b.plugin for b in reg.broken] == ["p2", "p3"]
 
 
 def test_replaces_supersedes_on_purpose() -> None:
@@ -242,20 +290,26 @@ def test_same_name_replacement() -> None:
 
 
 def test_two_replacements_of_one_name_conflict() -> None:
-    with pytest.raises(PluginConflictError, match="Two plugins replace"):
-        build_registry(
-            autoload=False,
-            builtins=False,
-            plugins=[
-                plugin("base", flowkit_register_integrators=integrators(("rk", _Euler, {}))),
-                plugin(
-                    "x", flowkit_register_integrators=integrators(("a", _Other, {"replaces": "rk"}))
-                ),
-                plugin(
-                    "y", flowkit_register_integrators=integrators(("b", _Other, {"replaces": "rk"}))
-                ),
-            ],
-        )
+    reg = build_registry(
+        autoload=False,
+        builtins=False,
+        plugins=[
+            plugin("base", flowkit_register_integrators=integrators(("rk", _Euler, {}))),
+            plugin(
+                "x", flowkit_register_integrators=integrators(("a", _Other, {"replaces": "rk"}))
+            ),
+            plugin(
+                "y", flowkit_register_integrators=integrators(("b", _Other, {"replaces": "rk"}))
+            ),
+        ],
+    )
+    with pytest.raises(
+        PluginConflictError, match=r"replaced by plugin 'x'.*and plugin 'y'"
+    ) as info:
+        reg.get("integrator", "rk")
+    assert "FLOWKIT_BLOCK_PLUGINS=y" in str(info.value)
+    assert reg.names("integrator") == ["a", "b"]  # the replacements keep their own names
+    assert [b.plugin for b in reg.broken] == ["x", "y"]
 
 
 def test_replacing_nothing_marks_the_plugin_broken() -> None:
@@ -320,16 +374,90 @@ def test_invalid_name_marks_plugin_broken() -> None:
     assert "lower_snake" in reg.broken[0].error
 
 
-def test_misspelled_hook_fails_loudly() -> None:
-    with pytest.raises(PluginLoadError) as info:
-        build_registry(
-            autoload=False,
-            builtins=False,
-            plugins=[("typo", plugin("typo", flowkit_register_integrator=lambda register: None))],
+def test_misspelled_hook_marks_the_plugin_broken_and_runs_none_of_its_hooks() -> None:
+    typo = plugin(
+        "typo",
+        flowkit_register_integrator=lambda register: register("lost", _Euler),
+        flowkit_register_gradient_strategies=lambda register: register("g", _ReversibleGradient),
+    )
+    reg = build_registry(
+        autoload=False,
+        builtins=False,
+        plugins=[
+            ("typo", typo),
+            plugin("good", flowkit_register_integrators=integrators(("e", _Euler, {}))),
+        ],
+    )
+    (broken,) = reg.broken
+    assert broken.plugin == "typo"
+    assert "flowkit_register_integrator'" in broken.error
+    assert "Did you mean 'flowkit_register_integrators'" in broken.error
+    assert "FLOWKIT_BLOCK_PLUGINS=typo" in broken.error
+    assert reg.names("integrator") == ["e"]
+    assert reg.names("gradient_strategy") == []  # the correctly spelled hook did not run either
+    with pytest.raises(UnknownComponentError, match=r"Some plugins failed to load.*typo"):
+        reg.get("integrator", "lost")
+
+
+def test_hook_implementation_with_an_unknown_name_marks_the_plugin_broken() -> None:
+    reg = build_registry(
+        autoload=False,
+        builtins=False,
+        plugins=[
+            ("odd", plugin("odd", register_integrators=lambda register: None)),
+            plugin("good", flowkit_register_integrators=integrators(("e", _Euler, {}))),
+        ],
+    )
+    (broken,) = reg.broken
+    assert broken.plugin == "odd" and "register_integrators" in broken.error
+    assert "flowkit_register_integrators" in broken.error  # the known hooks are listed
+    assert reg.names("integrator") == ["e"]
+
+
+def test_hook_with_a_wrong_signature_marks_the_plugin_broken() -> None:
+    def flowkit_register_integrators(reg):  # pluggy passes `register` by name
+        reg("x", _Euler)
+
+    reg = build_registry(
+        autoload=False,
+        builtins=False,
+        plugins=[
+            ("wrong", plugin("wrong", flowkit_register_integrators=flowkit_register_integrators)),
+            plugin("good", flowkit_register_integrators=integrators(("e", _Euler, {}))),
+        ],
+    )
+    (broken,) = reg.broken
+    assert broken.plugin == "wrong" and "could not be registered" in broken.error
+    assert reg.names("integrator") == ["e"]
+
+
+def test_plugin_exiting_at_import_is_reported(fake_entry_points) -> None:
+    fake_entry_points.append(FakeEntryPoint("quitter", SystemExit(3), "quit-dist"))
+    fake_entry_points.append(
+        FakeEntryPoint(
+            "good", plugin("good", flowkit_register_integrators=integrators(("e", _Euler, {}))), "g"
         )
-    message = str(info.value)
-    assert "'typo'" in message and "flowkit_register_integrator'" in message
-    assert "Did you mean 'flowkit_register_integrators'" in message
+    )
+    reg = build_registry(builtins=False)
+    (broken,) = reg.broken
+    assert broken.plugin == "quitter" and "SystemExit" in broken.error
+    assert reg.names("integrator") == ["e"]
+
+
+def test_two_distributions_with_one_plugin_name(fake_entry_points) -> None:
+    for dist, factory in (("dist-a", _Euler), ("dist-b", _Other)):
+        fake_entry_points.append(
+            FakeEntryPoint(
+                "same_name",
+                plugin("same_name", flowkit_register_integrators=integrators(("e", factory, {}))),
+                dist,
+            )
+        )
+    reg = build_registry(builtins=False)
+    assert reg.get("integrator", "e").distribution == "dist-a"
+    (broken,) = reg.broken
+    assert (broken.plugin, broken.distribution) == ("same_name", "dist-b")
+    assert "already taken" in broken.error and "dist-a" in broken.error
 
 
 def test_autoload_switched_off_by_environment(fake_entry_points, monkeypatch) -> None:
@@ -355,11 +483,12 @@ def test_blocking_by_environment(fake_entry_points, monkeypatch) -> None:
                 f"{name}-dist",
             )
         )
-    with pytest.raises(PluginConflictError):
-        build_registry(builtins=False)
-    monkeypatch.setenv(registry_module.BLOCK_ENV, "two")
+    with pytest.raises(PluginConflictError, match="FLOWKIT_BLOCK_PLUGINS=two"):
+        build_registry(builtins=False).get("integrator", "same")
+    monkeypatch.setenv(registry_module.BLOCK_ENV, "two")  # the way out the message names
     reg = build_registry(builtins=False)
     assert reg.get("integrator", "same").plugin == "one"
+    assert reg.broken == () and reg.conflicts == ()
 
 
 def test_builtins_are_blocked_like_any_plugin() -> None:
@@ -448,3 +577,281 @@ def test_compatibility_of_instances_and_plain_modules() -> None:
     assert (
         flowkit.check_compatibility(integrator=_Euler(), gradient=_ReversibleGradient()).ok is False
     )
+
+
+# -- one bad plugin never takes flowkit down -----------------------------------
+_ROTATION = torch.tensor([[0.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
+
+
+def _odeint_rk4_matches_the_exponential() -> None:
+    y0 = torch.tensor([1.0, 0.5], dtype=torch.float64)
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    ys = flowkit.odeint(lambda t, y: _ROTATION @ y, y0, t, method="rk4", options={"n_steps": 100})
+    expected = torch.linalg.matrix_exp(_ROTATION) @ y0
+    assert (ys[-1] - expected).abs().max().item() < 1e-8  # RK4 error ~ 100**-4
+
+
+def _cnf_log_prob(registry: flowkit.Registry | None) -> torch.Tensor:
+    torch.manual_seed(0)
+    model = flowkit.CNF(
+        "linear",
+        "rk4",
+        "exact",
+        "backprop",
+        dim=2,
+        integrator_options={"n_steps": 20},
+        registry=registry,
+    ).double()
+    x = torch.tensor([[0.3, -1.0], [1.5, 0.2]], dtype=torch.float64)
+    return model.log_prob(x)
+
+
+@pytest.fixture
+def global_registry():
+    """Install a registry as the process-wide one for the test, then forget it."""
+
+    def install(reg: flowkit.Registry) -> flowkit.Registry:
+        registry_module.reset_registry(reg)
+        return reg
+
+    yield install
+    registry_module.reset_registry()
+
+
+def test_plugin_clashing_with_a_builtin_leaves_the_rest_working(
+    fake_entry_points, global_registry
+) -> None:
+    fake_entry_points.append(
+        FakeEntryPoint(
+            "fast_solvers",
+            plugin(
+                "fast_solvers", flowkit_register_integrators=integrators(("dopri5", _Other, {}))
+            ),
+            "flowkit-fast-solvers",
+        )
+    )
+    clean = build_registry(autoload=False)
+    reg = global_registry(build_registry())
+    _odeint_rk4_matches_the_exponential()
+    torch.testing.assert_close(_cnf_log_prob(None), _cnf_log_prob(clean), rtol=0, atol=0)
+    with pytest.raises(PluginConflictError) as info:
+        flowkit.odeint(lambda t, y: -y, torch.ones(1), torch.tensor([0.0, 1.0]), method="dopri5")
+    message = str(info.value)
+    for needle in (
+        "'dopri5'",
+        "'native_integrators' (distribution flowkit)",
+        "'fast_solvers' (distribution flowkit-fast-solvers)",
+        "FLOWKIT_BLOCK_PLUGINS=fast_solvers",
+        "replaces='dopri5'",
+    ):
+        assert needle in message
+    with pytest.raises(PluginConflictError):  # the alias of the withheld built-in too
+        reg.get("integrator", "dormand_prince")
+    with pytest.raises(PluginConflictError):  # CNF's default integrator is the clashing name
+        flowkit.CNF("linear", dim=2)
+    assert [(b.plugin, b.distribution) for b in reg.broken] == [
+        ("fast_solvers", "flowkit-fast-solvers")
+    ]
+
+
+def test_misspelled_hook_plugin_leaves_the_rest_working(fake_entry_points, global_registry) -> None:
+    fake_entry_points.append(
+        FakeEntryPoint(
+            "typo",
+            plugin("typo", flowkit_register_integrator=lambda register: None),
+            "typo-dist",
+        )
+    )
+    clean = build_registry(autoload=False)
+    reg = global_registry(build_registry())
+    _odeint_rk4_matches_the_exponential()
+    torch.testing.assert_close(_cnf_log_prob(None), _cnf_log_prob(clean), rtol=0, atol=0)
+    assert reg.names("integrator") == clean.names("integrator")
+    (broken,) = reg.broken
+    assert (broken.plugin, broken.distribution) == ("typo", "typo-dist")
+    assert "Did you mean 'flowkit_register_integrators'" in broken.error
+
+
+# -- what a factory must be ------------------------------------------------------
+class _NotAnIntegrator:
+    order = 4
+
+    def __init__(self, **options: Any) -> None:
+        pass
+
+
+class _Abstract(Integrator):  # forgets integrate()
+    order = 2
+
+
+class _PlainModuleField(torch.nn.Module):
+    def __init__(self, *, dim: int = 2) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(dim))
+
+    def forward(self, t, x):
+        return self.scale * x
+
+
+class _NoForward(torch.nn.Module):
+    pass
+
+
+class _ForwardWithoutTime(torch.nn.Module):
+    def forward(self, x):
+        return x
+
+
+class _Exact(TraceEstimator):
+    def estimate(self, field, t, x, probes=None):  # pragma: no cover
+        raise AssertionError
+
+
+def _register_one(kind: str, name: str, factory: Any) -> flowkit.Registry:
+    hook = flowkit.kinds.KINDS[kind].hook
+    return build_registry(
+        autoload=False,
+        builtins=False,
+        plugins=[
+            ("p", plugin("p", **{hook: lambda register: register(name, factory)})),
+            plugin("good", flowkit_register_integrators=integrators(("e", _Euler, {}))),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "factory", "reason"),
+    [
+        ("integrator", _NotAnIntegrator, "does not subclass flowkit.interfaces.Integrator"),
+        ("integrator", _Exact, "does not subclass flowkit.interfaces.Integrator"),
+        ("trace_estimator", _Euler, "does not subclass flowkit.interfaces.TraceEstimator"),
+        ("gradient_strategy", _Euler, "does not subclass flowkit.interfaces.GradientStrategy"),
+        ("regularizer", _Euler, "does not subclass flowkit.interfaces.Regularizer"),
+        ("integrator", _Abstract, "abstract method(s) unimplemented: integrate"),
+        ("integrator", _Euler(), "is an instance"),
+        ("integrator", 42, "not callable"),
+        ("vector_field", _Euler, "is not an nn.Module"),
+        ("vector_field", _NoForward, "does not define forward(t, x)"),
+        ("vector_field", _ForwardWithoutTime, "cannot be called as forward(t, x)"),
+        ("vector_field", _PlainModuleField(), "is an instance"),
+    ],
+)
+def test_non_conforming_factory_is_refused_with_the_reason(
+    kind: str, factory: Any, reason: str
+) -> None:
+    reg = _register_one(kind, "bad", factory)
+    assert ("bad" not in reg.names(kind)) and reg.names("integrator") == ["e"]
+    (broken,) = reg.broken
+    assert broken.plugin == "p" and "refused" in broken.error and reason in broken.error
+
+
+def test_a_refusal_the_plugin_swallows_still_registers_nothing_of_its_hook() -> None:
+    def sneaky(register):
+        register("fine", _Euler)
+        try:
+            register("bad", _NotAnIntegrator)
+        except TypeError:
+            pass
+
+    reg = build_registry(
+        autoload=False, builtins=False, plugins=[plugin("p", flowkit_register_integrators=sneaky)]
+    )
+    assert reg.names("integrator") == []
+    (broken,) = reg.broken
+    assert "does not subclass flowkit.interfaces.Integrator" in broken.error
+
+
+def test_a_string_of_aliases_is_refused() -> None:
+    reg = build_registry(
+        autoload=False,
+        builtins=False,
+        plugins=[
+            plugin("p", flowkit_register_integrators=integrators(("x", _Euler, {"aliases": "xy"})))
+        ],
+    )
+    assert reg.names("integrator") == []
+    assert "aliases=('xy',)" in reg.broken[0].error
+
+
+def test_any_module_with_forward_t_x_registers_as_a_field() -> None:
+    reg = _register_one("vector_field", "plain", _PlainModuleField)
+    assert reg.broken == ()
+    assert reg.get("vector_field", "plain").capabilities == {"has_divergence": False}
+    field = reg.create("vector_field", "plain", dim=3)
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(field(torch.tensor(0.0), x), x)
+
+
+def test_function_factories_are_checked_when_they_build() -> None:
+    def good(*, n_steps: int = 10) -> _Euler:
+        return _Euler(n_steps=n_steps)
+
+    def bad(**options: Any) -> object:
+        return _NotAnIntegrator()
+
+    reg = build_registry(
+        autoload=False,
+        builtins=False,
+        plugins=[
+            (
+                "funcs",
+                plugin(
+                    "funcs",
+                    flowkit_register_integrators=lambda register: (
+                        register("good", good),
+                        register("bad", bad),
+                    ),
+                ),
+            )
+        ],
+    )
+    assert reg.create("integrator", "good", n_steps=3).n_steps == 3
+    with pytest.raises(PluginLoadError) as info:
+        reg.create("integrator", "bad")
+    message = str(info.value)
+    assert "plugin 'funcs'" in message and "_NotAnIntegrator" in message
+    assert "not a flowkit.interfaces.Integrator" in message
+    assert "FLOWKIT_BLOCK_PLUGINS=funcs" in message
+
+
+def test_contested_replacement_with_unhashable_factories_does_not_fail_the_build() -> None:
+    class _Builds:  # a callable factory object that defines __eq__ (so it is unhashable)
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, _Builds)
+
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self) -> _Euler:
+            return _Euler()
+
+    reg = build_registry(
+        autoload=False,
+        builtins=False,
+        plugins=[
+            plugin("base", flowkit_register_integrators=integrators(("rk", _Euler, {}))),
+            plugin(
+                "x", flowkit_register_integrators=integrators(("rk", _Builds(), {"replaces": "rk"}))
+            ),
+            plugin(
+                "y", flowkit_register_integrators=integrators(("rk", _Builds(), {"replaces": "rk"}))
+            ),
+        ],
+    )
+    with pytest.raises(PluginConflictError, match="replaced by"):
+        reg.get("integrator", "rk")
+    (conflict,) = reg.conflicts
+    assert [s.plugin for s in conflict.claimants] == ["base", "x", "y"]
+
+
+def test_two_plugin_objects_given_one_name_in_code() -> None:
+    reg = build_registry(
+        autoload=False,
+        builtins=False,
+        plugins=[
+            ("mine", plugin("a", flowkit_register_integrators=integrators(("e", _Euler, {})))),
+            ("mine", plugin("b", flowkit_register_integrators=integrators(("f", _Euler, {})))),
+        ],
+    )
+    assert reg.names("integrator") == ["e"]
+    (broken,) = reg.broken
+    assert broken.plugin == "mine" and "already taken" in broken.error

@@ -1,4 +1,9 @@
-"""``flowkit list``: every registered component with its origin and capabilities."""
+"""``flowkit list``: every registered component with its origin and capabilities.
+
+It is also the tool for diagnosing plugins, so it never fails because of one:
+plugins that could not be used, with the reason and the fix, are shown in a
+"broken plugins" table (``broken_plugins`` in ``--json``), and it exits 0.
+"""
 
 from __future__ import annotations
 
@@ -31,9 +36,21 @@ def _format_caps(caps: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def render_json(registry: Registry) -> str:
-    """The ``--json`` listing: one object per component, then broken plugins."""
-    return json.dumps([spec.as_dict() for spec in registry.specs()], indent=2)
+def render_json(registry: Registry, kind: str | None = None) -> str:
+    """The ``--json`` listing.
+
+    An object with ``components`` (one object per component, see
+    :meth:`~flowkit.registry.ComponentSpec.as_dict`; of ``kind`` only, if
+    given) and ``broken_plugins`` (every broken plugin, see
+    :meth:`~flowkit.registry.BrokenPlugin.as_dict`).
+    """
+    return json.dumps(
+        {
+            "components": [spec.as_dict() for spec in registry.specs(kind)],
+            "broken_plugins": [broken.as_dict() for broken in registry.broken],
+        },
+        indent=2,
+    )
 
 
 @app.command("list")
@@ -51,10 +68,7 @@ def list_components(
             f"Choose from {', '.join(KINDS)}."
         )
     if as_json:
-        specs = registry.specs(kind)
-        typer.echo(json.dumps([s.as_dict() for s in specs], indent=2))
-        for broken in registry.broken:
-            typer.echo(f"broken plugin {broken.plugin}: {broken.error}", err=True)
+        typer.echo(render_json(registry, kind))
         return
     console = Console()
     for kind_name, info in KINDS.items():
