@@ -34,7 +34,14 @@ from torch import Tensor
 from flowkit.errors import MaxStepsExceededError, NonFiniteStateError, StepSizeUnderflowError
 from flowkit.interfaces import Integrator
 from flowkit.rk.checkpointed import CheckpointedSteps
-from flowkit.rk.control import ErrorNorm, PIController, Tolerance, initial_step, mixed_rms_norm
+from flowkit.rk.control import (
+    ErrorNorm,
+    PIController,
+    Tolerance,
+    initial_step,
+    mixed_rms_norm,
+    validate_tolerance_pair,
+)
 from flowkit.rk.control import validate_tolerance as _validate_tol
 from flowkit.rk.stepper import StepResult, dense_state, rk_step
 from flowkit.rk.tableau import ButcherTableau
@@ -377,7 +384,7 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
 
     Raises:
         TypeError: for an unknown option or a wrongly typed value.
-        ValueError: for invalid values.
+        ValueError: for invalid values, including ``rtol`` and ``atol`` both 0.
     """
 
     adaptive: ClassVar[bool] = True
@@ -397,6 +404,7 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
     ) -> None:
         self.rtol = _validate_tol("rtol", rtol)
         self.atol = _validate_tol("atol", atol)
+        validate_tolerance_pair(self.rtol, self.atol)
         self.first_step = _positive("first_step", first_step)
         self.min_step = _positive("min_step", min_step, allow_zero=True) or 0.0
         self.max_step = _positive("max_step", max_step) or math.inf
