@@ -31,7 +31,12 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from flowkit.errors import MaxStepsExceededError, NonFiniteStateError, StepSizeUnderflowError
+from flowkit.errors import (
+    IntegrationError,
+    MaxStepsExceededError,
+    NonFiniteStateError,
+    StepSizeUnderflowError,
+)
 from flowkit.interfaces import Integrator
 from flowkit.rk.checkpointed import CheckpointedSteps
 from flowkit.rk.control import (
@@ -446,6 +451,30 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
             t=t_cur,
         )
 
+    def _zero_scale(
+        self, tol: Tolerance, y: tuple[Tensor, ...], t_cur: float, checked: tuple[Tensor, ...]
+    ) -> IntegrationError | None:
+        """The error to raise when a non-finite error ratio comes from a zero error scale.
+
+        With finite values everywhere, a NaN or Inf ratio means ``atol + rtol * |y|``
+        is 0 for some component (``atol`` 0 where the state is 0), not a bad field.
+        """
+        with torch.no_grad():
+            if not _all_finite(tuple(x.detach() for x in (*y, *checked))):
+                return None
+            zero = any(
+                bool((b.detach().abs() * rt + at == 0).any())
+                for b, rt, at in zip(y, tol.rtol, tol.atol, strict=True)
+            )
+        if not zero:
+            return None
+        return IntegrationError(
+            f"{type(self).__name__}: the error scale atol + rtol * |y| is 0 at t={t_cur!r} for a "
+            "component where the state is 0 and atol is 0, so the error cannot be measured "
+            "(the field and the state are finite). Give a positive atol, e.g. atol=1e-9.",
+            t=t_cur,
+        )
+
     def _run(
         self, func: Dynamics, y0: State, t: Tensor, *, params: tuple[Tensor, ...] | None = None
     ) -> Solution:
@@ -488,6 +517,9 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
             h = min(h, self.max_step)
             if not h >= self.min_step or h <= 4.0 * _EPS * abs(t_cur):
                 if math.isnan(h):
+                    zero = self._zero_scale(tol, y, t_cur, () if f0 is None else f0)
+                    if zero is not None:
+                        raise zero
                     raise NonFiniteStateError(
                         f"NaN step size at t={t_cur!r}: the field's output is NaN or Inf.",
                         t=t_cur,
@@ -505,6 +537,9 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
             attempts += 1
             ratio = self._ratio(res, tol, y)
             if not math.isfinite(ratio):
+                zero = self._zero_scale(tol, y, t_cur, (*res.y1, *(res.err or ())))
+                if zero is not None:
+                    raise zero
                 raise NonFiniteStateError(
                     f"NaN or Inf in the state or the field's output in the step from "
                     f"t={t_cur!r} to t={t_new!r}; check the vector field (overflow, "
