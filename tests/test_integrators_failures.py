@@ -167,9 +167,17 @@ def test_zero_rtol_and_atol_are_rejected_up_front(
 @pytest.mark.parametrize("name", WITH_TOLERANCES)
 def test_one_zero_tolerance_is_accepted(name: str) -> None:
     p = exponential_decay()
-    for rtol, atol in ((0.0, 1e-8), (1e-8, 0.0)):
+    for rtol, atol in ((0.0, 1e-6), (1e-6, 0.0)):
         sol = run(name, p.func, p.y0, p.times(2), rtol=rtol, atol=atol)
-        torch.testing.assert_close(sol.ys[-1], p.exact(p.t1), rtol=1e-5, atol=1e-6)
+        bound = integrator_tolerance(
+            torch.float64,
+            order=spec(name).capabilities["order"],
+            adaptive=True,
+            rtol=rtol,
+            atol=atol,
+            n_steps=sol.stats.nfe,
+        )
+        torch.testing.assert_close(sol.ys[-1], p.exact(p.t1), rtol=bound.rtol, atol=bound.atol)
 
 
 @pytest.mark.parametrize("name", NATIVE_ADAPTIVE)
