@@ -16,7 +16,8 @@ Output times are reached without degrading accuracy: a method with dense output
 steps exactly onto each output time.
 
 Gradients flow to ``y0`` and to the tensors ``func`` uses, not to ``t``: the
-solver handles times as Python floats.
+solver handles times as Python floats. Time gradients are added for every
+integrator by the one solve path (:func:`flowkit.solve.solve`).
 """
 
 from __future__ import annotations
