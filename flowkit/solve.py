@@ -274,7 +274,7 @@ def check_solution(
         shape = f"a tuple of {len(template)} tensors" if isinstance(y0, tuple) else "a tensor"
         got = f"a tuple of {len(ys)}" if isinstance(ys, tuple) else type(ys).__name__
         raise broken(f"solution.ys must have the structure of y0 ({shape})", got)
-    partial = solution.stats.status == "max_steps_reached"
+    partial = getattr(solution.stats, "status", "success") == "max_steps_reached"
     leaves = as_tuple(ys)
     for i, (leaf, ref) in enumerate(zip(leaves, template, strict=True)):
         name = f"solution.ys[{i}]" if isinstance(y0, tuple) else "solution.ys"
