@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from flowkit.compat import ensure_compatible
-from flowkit.dynamics import CNFDynamics
+from flowkit.dynamics import CNFDynamics, FieldDynamics, check_field_signature
 from flowkit.errors import InvalidInputError
 from flowkit.interfaces import GradientStrategy, Integrator, Regularizer, TraceEstimator
 from flowkit.registry import Registry, get_registry
@@ -127,6 +127,10 @@ class CNF(nn.Module):
         UnknownComponentError: for an unknown component name.
         TypeError: for unknown options, or options given with an instance.
         ValueError: for a bad ``dim`` or time span.
+        PluginContractError: for a field whose ``forward`` cannot be called as
+            ``forward(t, x)``; later, when the field returns anything but a
+            tensor of shape ``(batch, dim)`` in the points' dtype, or an
+            integrator returns states that break its contract.
     """
 
     def __init__(
@@ -175,6 +179,7 @@ class CNF(nn.Module):
             trace=described("trace_estimator", trace, self.trace),
             gradient=described("gradient_strategy", gradient, self.gradient),
         )
+        check_field_signature(self.field)
         if base is None:
             base = StandardNormal(dim)
         elif not (
@@ -292,7 +297,12 @@ class CNF(nn.Module):
                 f"{tuple(x.shape)}; reshape a single point with x.reshape(1, -1)."
             )
         dtype, device = self._reference()
-        if not x.is_floating_point() or (x.dtype != dtype and any(True for _ in self.parameters())):
+        if not x.is_floating_point():
+            raise InvalidInputError(
+                f"{what} has dtype {x.dtype}, but points must be floating point; convert the "
+                f"data to the model's dtype with {what}.to({dtype}) (or {what}.float())."
+            )
+        if x.dtype != dtype and any(True for _ in self.parameters()):
             raise InvalidInputError(
                 f"{what} has dtype {x.dtype} but the model computes in {dtype}; "
                 f"convert with {what}.to({dtype}) or the model with model.to({x.dtype})."
@@ -318,7 +328,10 @@ class CNF(nn.Module):
 
     # -- solves ----------------------------------------------------------------
     def _times(self, start: float, end: float, like: Tensor) -> Tensor:
-        return torch.tensor([start, end], dtype=like.dtype, device=like.device)
+        # At least float32: half precision cannot hold times such as 0.1 (see flowkit.solve).
+        half = like.dtype in (torch.float16, torch.bfloat16)
+        dtype = torch.float32 if half else like.dtype
+        return torch.tensor([start, end], dtype=dtype, device=like.device)
 
     def _flow(
         self, y: Tensor, start: float, end: float, *, logp: Tensor | None, regularize: bool
@@ -373,7 +386,7 @@ class CNF(nn.Module):
 
     def _solve_field(self, y: Tensor, start: float, end: float) -> Tensor:
         solution = solve(
-            self.field,
+            FieldDynamics(self.field),
             y,
             self._times(start, end, y),
             integrator=self.integrator,

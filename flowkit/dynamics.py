@@ -6,18 +6,109 @@ obeys ``d log p_t(x(t)) / dt = -tr(df/dx)`` (GUIDE §1). ``delta_logp`` starts
 at zero where a solve starts, so at its end it holds
 ``log p_end(x_end) - log p_start(x_start)``, in either direction of time; the
 model turns that into a log-density in :mod:`flowkit.cnf`.
+
+The vector-field contract (``forward(t, x)`` returning a tensor of ``x``'s
+shape ``(batch, dim)`` and dtype) is checked here, by
+:func:`check_field_signature` when a model is built and by
+:func:`check_field_output` on what the field returns, so that a field breaking
+it raises :class:`~flowkit.errors.PluginContractError` naming the field and
+the contract, not an ``IndexError`` or ``TypeError`` from deep inside a trace
+estimator.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from flowkit.errors import FlowkitError, PluginContractError
 from flowkit.interfaces import Regularizer, TraceEstimator
 
-__all__ = ["CNFDynamics"]
+__all__ = ["CNFDynamics", "FieldDynamics", "check_field_output", "check_field_signature"]
+
+FIELD_CONTRACT = (
+    "a vector field is an nn.Module whose forward(t, x) takes a 0-dim time tensor t and a "
+    "batch x of shape (batch, dim) and returns a tensor of the same shape and dtype"
+)
+
+
+def _field_name(field: object) -> str:
+    name = getattr(field, "registry_name", None)
+    cls = type(field).__name__
+    return f"{name!r} ({cls})" if name else cls
+
+
+def _field_error(field: object, problem: str) -> PluginContractError:
+    return PluginContractError(
+        f"The vector field {_field_name(field)} {problem}; {FIELD_CONTRACT}.",
+        component=getattr(field, "registry_name", None) or type(field).__name__,
+        contract="forward(t, x) -> tensor of shape (batch, dim)",
+    )
+
+
+def check_field_signature(field: nn.Module) -> None:
+    """Check that ``field.forward`` can be called as ``forward(t, x)``.
+
+    Raises:
+        PluginContractError: naming the field and the contract ``forward(t, x)``.
+    """
+    try:
+        signature = inspect.signature(field.forward)
+    except (TypeError, ValueError):  # builtins and C extensions: nothing to check
+        return
+    try:
+        signature.bind(torch.zeros(()), torch.zeros(1, 1))
+    except TypeError:
+        raise _field_error(
+            field, f"has forward{signature}, which cannot be called as forward(t, x)"
+        ) from None
+
+
+def check_field_output(field: nn.Module, x: Tensor, out: object) -> Tensor:
+    """Check that ``field(t, x)`` returned a tensor of ``x``'s shape and dtype.
+
+    Returns:
+        ``out``, unchanged.
+
+    Raises:
+        PluginContractError: naming the field, what it returned and the contract.
+    """
+    if not isinstance(out, Tensor):
+        raise _field_error(field, f"returned {type(out).__name__}, not a tensor")
+    if out.shape != x.shape:
+        raise _field_error(
+            field,
+            f"returned shape {tuple(out.shape)} for x of shape {tuple(x.shape)}",
+        )
+    if out.dtype != x.dtype:
+        raise _field_error(field, f"returned dtype {out.dtype} for x of dtype {x.dtype}")
+    return out
+
+
+class FieldDynamics(nn.Module):
+    """The bare field as ODE dynamics, ``dx/dt = f(t, x)``, checking what it returns.
+
+    Used to transform points without the change of log-density; its parameters
+    are the field's, so every gradient strategy finds them.
+
+    Arguments:
+        field: the vector field.
+    """
+
+    def __init__(self, field: nn.Module) -> None:
+        super().__init__()
+        self.field = field
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        """``f(t, x)``.
+
+        Raises:
+            PluginContractError: when the field's output breaks its contract.
+        """
+        return check_field_output(self.field, x, self.field(t, x))
 
 
 class CNFDynamics(nn.Module):
@@ -101,7 +192,23 @@ class CNFDynamics(nn.Module):
         x = state[0]
         if self.regularizers and torch.is_grad_enabled() and not x.requires_grad:
             x = x.detach().requires_grad_(True)  # Jacobian penalties need dx's graph to x
-        dx, div = self.trace.estimate(self.field, t, x, self.trace_probes)
+        try:
+            dx, div = self.trace.estimate(self.field, t, x, self.trace_probes)
+        except FlowkitError:
+            raise
+        except Exception as exc:
+            self._diagnose_field(t, x, exc)
+            raise
+        check_field_output(self.field, x, dx)
+        if not isinstance(div, Tensor) or div.shape != x.shape[:1]:
+            got = tuple(div.shape) if isinstance(div, Tensor) else type(div).__name__
+            raise PluginContractError(
+                f"The trace estimator {_field_name(self.trace)} returned a divergence of "
+                f"shape {got} for a batch of {x.shape[0]}; estimate(field, t, x, probes) must "
+                "return (f(t, x), divergence of shape (batch,)).",
+                component=getattr(self.trace, "registry_name", None) or type(self.trace).__name__,
+                contract="estimate() -> (f of shape (batch, dim), divergence of shape (batch,))",
+            )
         # The continuity equation, GUIDE §1: d log p_t(x(t)) / dt = -tr(df/dx).
         # This is the one place in flowkit where that sign is written.
         dlogp = -div
@@ -110,3 +217,15 @@ class CNFDynamics(nn.Module):
             for r, p in zip(self.regularizers, self.regularizer_probes, strict=True)
         )
         return (dx, dlogp, *rates)
+
+    def _diagnose_field(self, t: Tensor, x: Tensor, exc: Exception) -> None:
+        """After a trace estimator failed, blame the field if it breaks its contract."""
+        try:
+            with torch.enable_grad():
+                out = self.field(t.detach(), x.detach())
+        except Exception:
+            return  # the field fails on its own: its original error is the clearest
+        try:
+            check_field_output(self.field, x, out)
+        except PluginContractError as contract:
+            raise contract from exc

@@ -15,6 +15,7 @@ __all__ = [
     "MaxStepsExceededError",
     "NonFiniteStateError",
     "PluginConflictError",
+    "PluginContractError",
     "PluginLoadError",
     "StepSizeUnderflowError",
     "UnknownComponentError",
@@ -84,3 +85,21 @@ class NonFiniteStateError(IntegrationError):
 
 class InvalidInputError(FlowkitError, ValueError):
     """Input data of the wrong shape, dtype, device, or with NaN/Inf values."""
+
+
+class PluginContractError(FlowkitError, RuntimeError):
+    """A component (integrator, gradient strategy, vector field) broke its documented contract.
+
+    Raised by the one solve path and the CNF when what a plugin returns does not
+    have the shape, dtype, device or finiteness its contract promises, so that a
+    broken plugin fails loudly instead of yielding silently wrong results.
+
+    Attributes:
+        component: the name of the offending component (registered name or class).
+        contract: the clause of the contract that was broken, in words.
+    """
+
+    def __init__(self, message: str, *, component: str = "", contract: str = "") -> None:
+        super().__init__(message)
+        self.component = component
+        self.contract = contract

@@ -111,7 +111,17 @@ def odeint(
 
     Returns:
         A tensor of shape ``(len(t), *y0.shape)``, or a tuple of such tensors
-        when ``y0`` is a tuple.
+        when ``y0`` is a tuple. Gradients reach ``y0``, the parameters of
+        ``func`` and, when ``t`` requires grad, the times, for every method and
+        gradient strategy (as torchdiffeq's ``t.grad``).
+
+    Raises:
+        ValueError: for ``rtol`` and ``atol`` both 0, or invalid times.
+        TypeError: for half-precision (float16, bfloat16) times; pass them in
+            float32 or float64 (Python times for a half-precision state are
+            built in float32).
+        PluginContractError: when the integrator returns states that break its
+            contract (no time axis, wrong dtype or device, NaN or Inf).
 
     Example:
         >>> import torch

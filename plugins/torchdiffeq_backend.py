@@ -53,6 +53,7 @@ from flowkit.errors import (
 )
 from flowkit.hookspecs import Register, hookimpl
 from flowkit.interfaces import Integrator
+from flowkit.rk.control import validate_tolerance_pair
 from flowkit.solution import Solution, SolverStats
 from flowkit.state import Dynamics, State, as_tuple
 
@@ -201,6 +202,7 @@ class TorchdiffeqIntegrator(Integrator):
             )
         self.rtol = options.pop("rtol", 1e-7)
         self.atol = options.pop("atol", 1e-9)
+        validate_tolerance_pair(self.rtol, self.atol)
         self.options = {k: v for k, v in options.items() if v is not None}
 
     def _wrap(self, func: Dynamics, stats: SolverStats) -> _CountingFunc:

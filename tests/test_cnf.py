@@ -16,6 +16,7 @@ from flowkit import (
     compose,
     get_registry,
 )
+from flowkit.errors import PluginContractError
 from flowkit.testing import cnf_problems as P
 from flowkit.testing.tolerances import statistical_bound
 
@@ -260,7 +261,10 @@ BAD_INPUTS = {
     "one_dimensional": (lambda: torch.randn(2), r"shape \(batch, 2\)"),
     "empty": (lambda: torch.randn(0, 2), r"shape \(batch, 2\)"),
     "float32": (lambda: torch.randn(4, 2, dtype=torch.float32), "dtype torch.float32"),
-    "int64": (lambda: torch.ones(4, 2, dtype=torch.int64), "dtype torch.int64"),
+    "int64": (
+        lambda: torch.ones(4, 2, dtype=torch.int64),
+        r"dtype torch.int64, but points must be floating point; convert the data",
+    ),
     "device": (lambda: torch.empty(4, 2, device="meta"), "is on meta"),
     "nan": (lambda: torch.tensor([[0.0, float("nan")], [1.0, 1.0]]), r"NaN or Inf in 1 row"),
     "inf": (lambda: torch.tensor([[0.0, float("inf")], [1.0, 1.0]]), r"NaN or Inf in 1 row"),
@@ -395,3 +399,89 @@ def test_regularized_loss_gradients_match_backprop(gradient: str) -> None:
         )
     scale = float(grads[0].abs().max())
     torch.testing.assert_close(grads[1], grads[0], atol=1e-6 * max(scale, 1.0), rtol=0)
+
+
+def test_integer_data_is_converted_not_the_model() -> None:
+    model = neural_cnf(integrator="rk4", integrator_options={"step_size": 0.5})
+    with pytest.raises(InvalidInputError) as info:
+        model.log_prob(torch.ones(4, 2, dtype=torch.int64))
+    message = str(info.value)
+    assert "x.to(torch.float64)" in message and "x.float()" in message
+    assert "model.to(torch.int64)" not in message
+
+
+class _ScalarField(torch.nn.Module):
+    """Breaks the field contract: returns one number for the whole batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones((), dtype=torch.float64))
+
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return (self.scale * x).sum()
+
+
+class _Float32Field(torch.nn.Module):
+    """Breaks the field contract: answers float64 points in float32."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones((), dtype=torch.float64))
+
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return (self.scale * x).float()
+
+
+class _NoTimeField(torch.nn.Module):
+    """Breaks the field contract: forward(x) without the time."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -x
+
+
+FIELD_TRACES = [n for n, c in TRACE_CAPS.items() if not c["requires_divergence"]]
+
+
+@pytest.mark.parametrize("trace", FIELD_TRACES)
+@pytest.mark.parametrize(
+    "field, match",
+    [(_ScalarField, r"returned shape \(\) for x of shape \(3, 2\)"), (_Float32Field, "dtype")],
+)
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # 'exact' first tries torch.func
+def test_field_breaking_its_contract_is_named(trace: str, field: type, match: str) -> None:
+    model = CNF(field(), "rk4", trace, "backprop", dim=2, integrator_options={"n_steps": 2})
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    for call in (model.log_prob, model.inverse):
+        with pytest.raises(PluginContractError, match=match) as info:
+            call(x)
+        assert f"vector field {field.__name__}" in str(info.value)
+        assert "forward(t, x)" in str(info.value) and "(batch, dim)" in str(info.value)
+
+
+def test_field_without_time_argument_is_refused_at_construction() -> None:
+    with pytest.raises(
+        PluginContractError,
+        match=r"_NoTimeField has forward\(x.*cannot be called as forward\(t, x\)",
+    ):
+        CNF(_NoTimeField(), "rk4", "exact", "backprop", dim=2)
+
+
+def test_half_precision_model_solves_at_exact_float32_times() -> None:
+    seen: list[torch.Tensor] = []
+
+    class Recording(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rate = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            seen.append(t.detach())
+            return -self.rate * x
+
+    model = CNF(
+        Recording(), "rk4", "exact", "backprop", dim=2, t1=0.1, integrator_options={"n_steps": 2}
+    ).half()
+    x = model.transform(torch.ones(3, 2, dtype=torch.float16))
+    assert x.dtype == torch.float16
+    assert {t.dtype for t in seen} == {torch.float32}
+    assert max(float(t) for t in seen) == float(torch.tensor(0.1, dtype=torch.float32))

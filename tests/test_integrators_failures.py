@@ -9,7 +9,12 @@ import pytest
 import torch
 from integrator_helpers import INTEGRATORS, fixed_step_options, run, spec, tolerance_options
 
-from flowkit.errors import MaxStepsExceededError, NonFiniteStateError, StepSizeUnderflowError
+from flowkit.errors import (
+    IntegrationError,
+    MaxStepsExceededError,
+    NonFiniteStateError,
+    StepSizeUnderflowError,
+)
 from flowkit.registry import get_registry
 from flowkit.testing.problems import exponential_decay, tuple_rotation
 from flowkit.testing.tolerances import integrator_tolerance
@@ -135,6 +140,65 @@ def test_invalid_option_values() -> None:
         get_registry().create("integrator", "dopri5", rtol=-1.0)
     with pytest.raises(TypeError, match="norm"):
         get_registry().create("integrator", "dopri5", norm=3)
+
+
+WITH_TOLERANCES = [n for n in INTEGRATORS if "rtol" in (spec(n).options() or ())]
+
+
+@pytest.mark.parametrize("name", WITH_TOLERANCES)
+@pytest.mark.parametrize(
+    "rtol, atol, where",
+    [
+        (0.0, 0.0, ""),
+        (0, 0, ""),
+        (torch.zeros(2), 0.0, ""),
+        ((1e-6, 0.0), (1e-9, 0.0), " for state leaf 1"),
+        (torch.tensor([1e-6, 0.0]), torch.tensor([0.0, 0.0]), ""),
+    ],
+)
+def test_zero_rtol_and_atol_are_rejected_up_front(
+    name: str, rtol: object, atol: object, where: str
+) -> None:
+    # Before: the solve failed with "the field's output is NaN or Inf" (a fine field).
+    with pytest.raises(ValueError, match=f"rtol and atol are both 0{where}: the error scale"):
+        get_registry().create("integrator", name, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("name", WITH_TOLERANCES)
+def test_one_zero_tolerance_is_accepted(name: str) -> None:
+    p = exponential_decay()
+    for rtol, atol in ((0.0, 1e-6), (1e-6, 0.0)):
+        sol = run(name, p.func, p.y0, p.times(2), rtol=rtol, atol=atol)
+        bound = integrator_tolerance(
+            torch.float64,
+            order=spec(name).capabilities["order"],
+            adaptive=True,
+            rtol=rtol,
+            atol=atol,
+            n_steps=sol.stats.nfe,
+        )
+        torch.testing.assert_close(sol.ys[-1], p.exact(p.t1), rtol=bound.rtol, atol=bound.atol)
+
+
+@pytest.mark.parametrize("name", NATIVE_ADAPTIVE)
+@pytest.mark.parametrize("first_step", [None, 0.1])
+def test_zero_error_scale_is_not_blamed_on_the_field(name: str, first_step: float | None) -> None:
+    # atol = 0 and a component that stays 0: atol + rtol * |y| is 0 there.
+    y0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    with pytest.raises(
+        IntegrationError, match="error scale atol \\+ rtol \\* \\|y\\| is 0"
+    ) as info:
+        run(
+            name,
+            lambda t, y: -y,
+            y0,
+            torch.tensor([0.0, 1.0], dtype=torch.float64),
+            rtol=1e-6,
+            atol=0.0,
+            first_step=first_step,
+        )
+    assert not isinstance(info.value, NonFiniteStateError)
+    assert "NaN" not in str(info.value)
 
 
 # -- gradients offered by the integrators themselves ----------------------------

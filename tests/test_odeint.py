@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torchdiffeq
@@ -64,3 +66,37 @@ def test_errors() -> None:
         flowkit.odeint(p.func, p.y0, p.times(2), rtol=1e-3, options={"rtol": 1e-4})
     with pytest.raises(TypeError, match="Unknown option"):
         flowkit.odeint(p.func, p.y0, p.times(2), options={"bogus": 1})
+
+
+def test_zero_rtol_and_atol_are_refused_before_solving() -> None:
+    p = exponential_decay()
+    for method in ("dopri5", "torchdiffeq.dopri5"):
+        with pytest.raises(ValueError, match="rtol and atol are both 0") as info:
+            flowkit.odeint(p.func, p.y0, p.times(2), method=method, rtol=0.0, atol=0.0)
+        assert "NaN" not in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_times_are_refused(dtype: torch.dtype) -> None:
+    t = torch.tensor([0.0, 0.1], dtype=dtype)
+    with pytest.raises(TypeError, match=rf"t has dtype {dtype}.*float32 or float64"):
+        flowkit.odeint(lambda t, y: -y, torch.ones(2), t, method="rk4")
+
+
+def test_times_for_a_half_precision_state_are_at_least_float32() -> None:
+    seen: list[torch.Tensor] = []
+
+    def decay(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.append(t)
+        return -y
+
+    y0 = torch.ones(2, dtype=torch.float16)
+    sol = flowkit.odeint_solution(decay, y0, [0.0, 0.1], method="rk4", options={"n_steps": 4})
+    assert sol.ys.dtype == torch.float16
+    assert sol.ts.dtype == torch.float32
+    assert float(sol.ts[-1]) == float(torch.tensor(0.1, dtype=torch.float32))  # not 0.09998
+    assert {t.dtype for t in seen} == {torch.float32}
+    assert max(float(t) for t in seen) == float(torch.tensor(0.1, dtype=torch.float32))
+    torch.testing.assert_close(
+        sol.ys[-1].float(), torch.full((2,), math.exp(-0.1), dtype=torch.float32), rtol=2e-3, atol=0
+    )

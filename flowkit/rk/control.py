@@ -39,6 +39,7 @@ __all__ = [
     "mixed_rms_norm",
     "rms_norm",
     "validate_tolerance",
+    "validate_tolerance_pair",
 ]
 
 ErrorNorm = Callable[[tuple[Tensor, ...]], Tensor | float]
@@ -112,6 +113,49 @@ def validate_tolerance(name: str, value: TolLike) -> TolLike:
         return tuple(value)
     _check_tol(name, value)
     return value
+
+
+def _zero_where_both_zero(rtol: float | Tensor, atol: float | Tensor) -> bool:
+    """Whether ``rtol`` and ``atol`` are both zero for some component."""
+    if not isinstance(rtol, Tensor) and not isinstance(atol, Tensor):
+        return float(rtol) == 0.0 and float(atol) == 0.0
+    r = torch.as_tensor(rtol, dtype=torch.float64, device="cpu")
+    a = torch.as_tensor(atol, dtype=torch.float64, device="cpu")
+    try:
+        both = (r == 0) & (a == 0)
+    except RuntimeError:  # shapes that do not broadcast are reported against the state
+        return False
+    return bool(both.any())
+
+
+def validate_tolerance_pair(rtol: TolLike, atol: TolLike) -> None:
+    """Reject ``rtol`` and ``atol`` that are both zero (for any leaf or component).
+
+    The error scale ``atol + rtol * |y|`` would then be zero, so no error
+    estimate could ever be scaled (and, before this check, the solver reported
+    a misleading NaN in the field's output).
+
+    Raises:
+        ValueError: naming the leaf, with the fix.
+    """
+    if isinstance(rtol, (tuple, list)) or isinstance(atol, (tuple, list)):
+        n = len(rtol) if isinstance(rtol, (tuple, list)) else len(atol)  # type: ignore[arg-type]
+        rs = tuple(rtol) if isinstance(rtol, (tuple, list)) else (rtol,) * n
+        ats = tuple(atol) if isinstance(atol, (tuple, list)) else (atol,) * n
+        if len(rs) != len(ats):
+            return  # the length mismatch is reported against the state's leaves
+        pairs = [
+            (f" for state leaf {i}", r, a) for i, (r, a) in enumerate(zip(rs, ats, strict=True))
+        ]
+    else:
+        pairs = [("", rtol, atol)]  # type: ignore[list-item]
+    for where, r, a in pairs:
+        if _zero_where_both_zero(r, a):  # type: ignore[arg-type]
+            raise ValueError(
+                f"rtol and atol are both 0{where}: the error scale atol + rtol * |y| would be "
+                "0, so no step could ever be accepted. Give a positive tolerance, e.g. "
+                "rtol=1e-7, atol=1e-9 (or use a fixed-step method such as 'rk4')."
+            )
 
 
 @dataclass

@@ -16,7 +16,8 @@ Output times are reached without degrading accuracy: a method with dense output
 steps exactly onto each output time.
 
 Gradients flow to ``y0`` and to the tensors ``func`` uses, not to ``t``: the
-solver handles times as Python floats.
+solver handles times as Python floats. Time gradients are added for every
+integrator by the one solve path (:func:`flowkit.solve.solve`).
 """
 
 from __future__ import annotations
@@ -31,10 +32,22 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from flowkit.errors import MaxStepsExceededError, NonFiniteStateError, StepSizeUnderflowError
+from flowkit.errors import (
+    IntegrationError,
+    MaxStepsExceededError,
+    NonFiniteStateError,
+    StepSizeUnderflowError,
+)
 from flowkit.interfaces import Integrator
 from flowkit.rk.checkpointed import CheckpointedSteps
-from flowkit.rk.control import ErrorNorm, PIController, Tolerance, initial_step, mixed_rms_norm
+from flowkit.rk.control import (
+    ErrorNorm,
+    PIController,
+    Tolerance,
+    initial_step,
+    mixed_rms_norm,
+    validate_tolerance_pair,
+)
 from flowkit.rk.control import validate_tolerance as _validate_tol
 from flowkit.rk.stepper import StepResult, dense_state, rk_step
 from flowkit.rk.tableau import ButcherTableau
@@ -377,7 +390,7 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
 
     Raises:
         TypeError: for an unknown option or a wrongly typed value.
-        ValueError: for invalid values.
+        ValueError: for invalid values, including ``rtol`` and ``atol`` both 0.
     """
 
     adaptive: ClassVar[bool] = True
@@ -397,6 +410,7 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
     ) -> None:
         self.rtol = _validate_tol("rtol", rtol)
         self.atol = _validate_tol("atol", atol)
+        validate_tolerance_pair(self.rtol, self.atol)
         self.first_step = _positive("first_step", first_step)
         self.min_step = _positive("min_step", min_step, allow_zero=True) or 0.0
         self.max_step = _positive("max_step", max_step) or math.inf
@@ -435,6 +449,30 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
         return StepSizeUnderflowError(
             f"{type(self).__name__}: the step size {h:.3g} {why} at t={t_cur!r} "
             f"(integrating from {times[0]!r} to {times[-1]!r}). {_REMEDIES}",
+            t=t_cur,
+        )
+
+    def _zero_scale(
+        self, tol: Tolerance, y: tuple[Tensor, ...], t_cur: float, checked: tuple[Tensor, ...]
+    ) -> IntegrationError | None:
+        """The error to raise when a non-finite error ratio comes from a zero error scale.
+
+        With finite values everywhere, a NaN or Inf ratio means ``atol + rtol * |y|``
+        is 0 for some component (``atol`` 0 where the state is 0), not a bad field.
+        """
+        with torch.no_grad():
+            if not _all_finite(tuple(x.detach() for x in (*y, *checked))):
+                return None
+            zero = any(
+                bool((b.detach().abs() * rt + at == 0).any())
+                for b, rt, at in zip(y, tol.rtol, tol.atol, strict=True)
+            )
+        if not zero:
+            return None
+        return IntegrationError(
+            f"{type(self).__name__}: the error scale atol + rtol * |y| is 0 at t={t_cur!r} for a "
+            "component where the state is 0 and atol is 0, so the error cannot be measured "
+            "(the field and the state are finite). Give a positive atol, e.g. atol=1e-9.",
             t=t_cur,
         )
 
@@ -480,6 +518,9 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
             h = min(h, self.max_step)
             if not h >= self.min_step or h <= 4.0 * _EPS * abs(t_cur):
                 if math.isnan(h):
+                    zero = self._zero_scale(tol, y, t_cur, () if f0 is None else f0)
+                    if zero is not None:
+                        raise zero
                     raise NonFiniteStateError(
                         f"NaN step size at t={t_cur!r}: the field's output is NaN or Inf.",
                         t=t_cur,
@@ -497,6 +538,9 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator):
             attempts += 1
             ratio = self._ratio(res, tol, y)
             if not math.isfinite(ratio):
+                zero = self._zero_scale(tol, y, t_cur, (*res.y1, *(res.err or ())))
+                if zero is not None:
+                    raise zero
                 raise NonFiniteStateError(
                     f"NaN or Inf in the state or the field's output in the step from "
                     f"t={t_cur!r} to t={t_new!r}; check the vector field (overflow, "
