@@ -225,6 +225,7 @@ def bench_speed(rounds: int, block: int, seed: int) -> dict[str, Any]:
             flush=True,
         )
     med = {k: statistics.median(v) for k, v in rates.items()}
+    per_round = [f / p for f, p in zip(rates["flowkit"], rates["plain_torchdiffeq"], strict=True)]
     return {
         "config": FFJORD_TOY | {"batch_size": 100},
         "rounds": rounds,
@@ -232,6 +233,8 @@ def bench_speed(rounds: int, block: int, seed: int) -> dict[str, Any]:
         "it_per_s": rates,
         "median_it_per_s": med,
         "ratio_flowkit_over_plain": med["flowkit"] / med["plain_torchdiffeq"],
+        "round_ratios_flowkit_over_plain": per_round,
+        "median_round_ratio_flowkit_over_plain": statistics.median(per_round),
         "median_nfe_per_iteration": {k: statistics.median(r.nfe) for k, r in runners.items()},
     }
 
@@ -399,7 +402,10 @@ def main() -> None:
         print(
             f"  median it/s: flowkit {s['median_it_per_s']['flowkit']:.2f}, plain "
             f"{s['median_it_per_s']['plain_torchdiffeq']:.2f}, ratio "
-            f"{s['ratio_flowkit_over_plain']:.3f}",
+            f"{s['ratio_flowkit_over_plain']:.3f}; per round (same load on both): median "
+            f"{s['median_round_ratio_flowkit_over_plain']:.3f}, range "
+            f"{min(s['round_ratios_flowkit_over_plain']):.2f}-"
+            f"{max(s['round_ratios_flowkit_over_plain']):.2f}",
             flush=True,
         )
     if "quality" in goals:
