@@ -400,14 +400,17 @@ def _zuko_goals(
             )
         )
 
-    def at_goal_setting(r: dict[str, Any]) -> bool:
-        p = r["params"]
-        return p.get("kind") == "cnf" and p["dim"] == 2 and p["batch"] == 512
+    def timed_at_goal_setting(subject: str) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in ok
+            if r["subject"] == subject
+            and r["params"].get("kind") == "cnf"
+            and (r["params"]["dim"], r["params"]["batch"]) == (2, 512)
+            and "step_time" in r["metrics"]
+        ]
 
-    mine = [r for r in ok if r["subject"] == "flowkit" and at_goal_setting(r)]
-    zuko = [r for r in ok if r["subject"] == "zuko" and at_goal_setting(r)]
-    mine = [r for r in mine if "step_time" in r["metrics"]]
-    zuko = [r for r in zuko if "step_time" in r["metrics"]]
+    mine, zuko = timed_at_goal_setting("flowkit"), timed_at_goal_setting("zuko")
     if mine and zuko:
         best = min(mine, key=lambda r: _median(r, "step_time"))
         zbest = min(zuko, key=lambda r: _median(r, "step_time"))
@@ -418,7 +421,7 @@ def _zuko_goals(
                 "measured": _median(best, "step_time") / _median(zbest, "step_time"),
                 "met": None,
                 "note": f"fastest flowkit {best['params']['label']} vs fastest zuko "
-                f"{zbest['params']['label']}, dopri5 1e-5, d=2, batch 512; the two may differ "
+                f"{zbest['params']['label']}, tolerance 1e-5, d=2, batch 512; the two may differ "
                 "in gradient method and trace",
             }
         )
