@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -26,7 +27,8 @@ def test_stopwatch_synchronizes_cuda_before_starting_and_before_reading(
     ticks = iter([10.0, 12.5])
     events: list[str] = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append("sync"))
-    monkeypatch.setattr(timing.time, "perf_counter", lambda: events.append("clock") or next(ticks))
+    clock_reads = SimpleNamespace(perf_counter=lambda: events.append("clock") or next(ticks))
+    monkeypatch.setattr(timing, "time", clock_reads)  # this module's clock only
     with timing.stopwatch("cuda:1") as clock:
         events.append("work")
     assert events == ["sync", "clock", "work", "sync", "clock"]
