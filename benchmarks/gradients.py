@@ -45,13 +45,13 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from flowkit.bench.timing import stopwatch
 from flowkit.solve import solve
 
 __all__ = ["Field", "main"]
@@ -180,9 +180,9 @@ def _memory_child(gradient: str, n_steps: int, batch: int, field: str) -> dict[s
         method = "VmHWM reset"
     except OSError:
         method = "ru_maxrss (lifetime peak)"
-    start = time.perf_counter()
-    _, stats = training_step(dynamics, x, integrator, {step_option: 1.0 / n_steps}, gradient)
-    elapsed = time.perf_counter() - start
+    with stopwatch(x, dynamics) as clock:
+        _, stats = training_step(dynamics, x, integrator, {step_option: 1.0 / n_steps}, gradient)
+    elapsed = clock.seconds
     peak = _status_kb("VmHWM") if method == "VmHWM reset" else _ru_maxrss_kb()
     return {
         "gradient": gradient,
@@ -306,16 +306,16 @@ def run_timing(reps: int, batch: int) -> dict[str, Any]:
         for name in order:
             cfg = configs[name]
             dynamics = CNFDynamics(Field())
-            start = time.perf_counter()
-            loss, stats = training_step(
-                dynamics,
-                x,
-                cfg["integrator"],
-                cfg["options"],
-                cfg["gradient"],
-                cfg.get("gradient_options"),
-            )
-            elapsed = time.perf_counter() - start
+            with stopwatch(x, dynamics) as clock:
+                loss, stats = training_step(
+                    dynamics,
+                    x,
+                    cfg["integrator"],
+                    cfg["options"],
+                    cfg["gradient"],
+                    cfg.get("gradient_options"),
+                )
+            elapsed = clock.seconds
             if rep == 0:
                 grad = _flat_grad(dynamics)
                 info[name] = {

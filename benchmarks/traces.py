@@ -30,13 +30,13 @@ import argparse
 import json
 import platform
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from flowkit import check_compatibility, get_registry
+from flowkit.bench.timing import stopwatch
 
 __all__ = ["main", "run"]
 
@@ -90,9 +90,9 @@ def run(
                 order = names[r % len(names) :] + names[: r % len(names)]
                 for name in order:
                     field.zero_grad(set_to_none=True)
-                    start = time.perf_counter()
-                    _one_call(estimators[name], field, t, x, mode)
-                    times[name].append(time.perf_counter() - start)
+                    with stopwatch(x, field) as clock:
+                        _one_call(estimators[name], field, t, x, mode)
+                    times[name].append(clock.seconds)
             medians = {n: statistics.median(v) for n, v in times.items()}
             for name in names:
                 row: dict[str, Any] = {

@@ -5,8 +5,10 @@ Questions:
        dopri5 at rtol = atol = 1e-5, exact trace, adjoint gradients, end time
        0.5, batch 100, Adam 1e-3 with weight decay 1e-5), does flowkit run at
        least as many iterations per second as a plain torchdiffeq
-       implementation of the same model? Both start from the same weights and
-       see the same batches; blocks of iterations alternate between the two.
+       implementation of the same model (``flowkit bench``'s ``torchdiffeq_plain``
+       peer, ``flowkit.bench.peers.torchdiffeq_plain.PlainCNF``)? Both start
+       from the same weights and see the same batches; blocks of iterations
+       alternate between the two.
     2. quality: on 8gaussians (and moons, checkerboard, 2spirals), batch 512,
        how fast does held-out test NLL fall for flowkit's recommended
        settings (``flowkit train``'s defaults: MLP field with its analytic
@@ -36,20 +38,20 @@ import copy
 import json
 import math
 import statistics
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import torch
-import torchdiffeq
 from torch import Tensor, nn
 
+from flowkit.bench.peers.torchdiffeq_plain import PlainCNF
+from flowkit.bench.timing import stopwatch
 from flowkit.cnf import CNF
 from flowkit.data import BatchSampler
 from flowkit.train import TrainConfig, Trainer
 
-__all__ = ["PlainFFJORD", "bench_quality", "bench_speed", "main"]
+__all__ = ["bench_quality", "bench_speed", "main"]
 
 FFJORD_TOY: dict[str, Any] = {
     "field": "concatsquash",
@@ -87,66 +89,31 @@ schedule here; training stops at the time budget."""
 TARGET_8GAUSSIANS = 2.856
 
 
-class _PlainDynamics(nn.Module):
-    """FFJORD's augmented dynamics ``(z, a) -> (f(t, z), tr(df/dz))``, exact trace by a loop."""
+def _plain(field: nn.Module, *, dim: int, rtol: float = 1e-5, t1: float = 0.5) -> PlainCNF:
+    """The plain FFJORD model (exact trace by a loop, ``odeint_adjoint``) on a copy of ``field``.
 
-    def __init__(self, field: nn.Module) -> None:
-        super().__init__()
-        self.field = field
-        self.calls = 0
-
-    def forward(self, t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        self.calls += 1
-        z = state[0]
-        with torch.enable_grad():
-            if not z.requires_grad:
-                z = z.requires_grad_(True)
-            dz = self.field(t, z)
-            div = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
-            for i in range(z.shape[1]):
-                div = div + torch.autograd.grad(dz[:, i].sum(), z, create_graph=True)[0][:, i]
-        return dz, div
-
-
-class PlainFFJORD(nn.Module):
-    """A plain torchdiffeq FFJORD CNF, written from the equations (no flowkit solver code).
-
-    ``log p(x) = log N(z(t0)) + a(t0)`` for the state ``(z, a)`` integrated with
-    ``odeint_adjoint`` from ``(x, 0)`` at ``t1`` back to ``t0``, where
-    ``dz/dt = f(t, z)`` and ``da/dt = tr(df/dz)``.
-
-    The peer in ``flowkit.bench.peers.torchdiffeq_plain`` was not usable when this
-    benchmark was written (its backward pass failed), hence this small copy.
+    The same implementation as ``flowkit bench``'s ``torchdiffeq_plain`` peer.
     """
-
-    def __init__(self, field: nn.Module, *, rtol: float, t1: float) -> None:
-        super().__init__()
-        self.dynamics = _PlainDynamics(field)
-        self.rtol, self.t1 = rtol, t1
-
-    @property
-    def evaluations(self) -> int:
-        return self.dynamics.calls
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        t = torch.tensor([self.t1, 0.0], dtype=x.dtype, device=x.device)
-        a0 = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        zs, as_ = torchdiffeq.odeint_adjoint(
-            self.dynamics, (x, a0), t, rtol=self.rtol, atol=self.rtol, method="dopri5"
-        )
-        z, a = zs[-1], as_[-1]
-        return -0.5 * (z**2).sum(1) - 0.5 * x.shape[1] * math.log(2 * math.pi) + a
-
-
-def _plain(field: nn.Module, *, rtol: float = 1e-5, t1: float = 0.5) -> PlainFFJORD:
-    return PlainFFJORD(copy.deepcopy(field), rtol=rtol, t1=t1)
+    return PlainCNF(
+        copy.deepcopy(field),
+        dim=dim,
+        method="dopri5",
+        rtol=rtol,
+        atol=rtol,
+        trace="exact",
+        adjoint=True,
+        t0=0.0,
+        t1=t1,
+    )
 
 
 class _PlainRunner:
     """The plain model with its optimiser and the same batches as the flowkit trainer."""
 
     def __init__(self, trainer: Trainer, batch_size: int, lr: float, wd: float) -> None:
-        self.model = _plain(trainer.model.field, t1=trainer.config.t1)
+        self.model = _plain(
+            trainer.model.field, dim=trainer.data.train.shape[1], t1=trainer.config.t1
+        )
         self.data = trainer.data
         self.sampler = BatchSampler(
             len(trainer.data.train), batch_size, seed=trainer.config.seed + 1
@@ -158,17 +125,17 @@ class _PlainRunner:
 
     @property
     def field(self) -> nn.Module:
-        return self.model.dynamics.field
+        return self.model.field
 
     def step(self) -> None:
-        start = time.perf_counter()
         before = self.model.evaluations
-        x = self.data.train[self.sampler.next_indices()]
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = -self.model.log_prob(x).mean()
-        loss.backward()
-        self.optimizer.step()
-        self.train_seconds += time.perf_counter() - start
+        with stopwatch(self.model) as clock:
+            x = self.data.train[self.sampler.next_indices()]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = -self.model.log_prob(x).mean()
+            loss.backward()
+            self.optimizer.step()
+        self.train_seconds += clock.seconds
         self.iteration += 1
         self.nfe.append(self.model.evaluations - before)
 
@@ -258,6 +225,7 @@ def bench_speed(rounds: int, block: int, seed: int) -> dict[str, Any]:
             flush=True,
         )
     med = {k: statistics.median(v) for k, v in rates.items()}
+    per_round = [f / p for f, p in zip(rates["flowkit"], rates["plain_torchdiffeq"], strict=True)]
     return {
         "config": FFJORD_TOY | {"batch_size": 100},
         "rounds": rounds,
@@ -265,6 +233,8 @@ def bench_speed(rounds: int, block: int, seed: int) -> dict[str, Any]:
         "it_per_s": rates,
         "median_it_per_s": med,
         "ratio_flowkit_over_plain": med["flowkit"] / med["plain_torchdiffeq"],
+        "round_ratios_flowkit_over_plain": per_round,
+        "median_round_ratio_flowkit_over_plain": statistics.median(per_round),
         "median_nfe_per_iteration": {k: statistics.median(r.nfe) for k, r in runners.items()},
     }
 
@@ -432,7 +402,10 @@ def main() -> None:
         print(
             f"  median it/s: flowkit {s['median_it_per_s']['flowkit']:.2f}, plain "
             f"{s['median_it_per_s']['plain_torchdiffeq']:.2f}, ratio "
-            f"{s['ratio_flowkit_over_plain']:.3f}",
+            f"{s['ratio_flowkit_over_plain']:.3f}; per round (same load on both): median "
+            f"{s['median_round_ratio_flowkit_over_plain']:.3f}, range "
+            f"{min(s['round_ratios_flowkit_over_plain']):.2f}-"
+            f"{max(s['round_ratios_flowkit_over_plain']):.2f}",
             flush=True,
         )
     if "quality" in goals:

@@ -120,9 +120,8 @@ _DOPRI5_B = _f(F(35, 384), 0, F(500, 1113), F(125, 192), F(-2187, 6784), F(11, 8
 # The embedded fourth-order solution of Shampine (1986), as torchdiffeq and diffrax use
 # it; Dormand and Prince's own (Hairer's DOPRI5 code) is
 # (5179/57600, 0, 7571/16695, 393/640, -92097/339200, 187/2100, 1/40). Same propagated
-# solution; Shampine's estimate is less pessimistic: on the closed forms of
-# flowkit.testing about 6% fewer evaluations for a global error about 1.5x larger at
-# the same tolerance, and the same steps as torchdiffeq.dopri5.
+# solution; Shampine's estimate is less pessimistic (fewer evaluations for a larger
+# global error at the same tolerance) and gives the same steps as torchdiffeq.dopri5.
 _DOPRI5_BHAT = _f(
     F(1951, 21600), 0, F(22642, 50085), F(451, 720), F(-12231, 42400), F(649, 6300), F(1, 60)
 )

@@ -155,7 +155,8 @@ class ExactTrace(TraceEstimator):
     launches dominate (GPUs, small batches). On a CPU with large batches the
     arithmetic dominates and the loop, whose working set stays in cache, is as
     fast or faster (see ``benchmarks/traces.py``); for ``mlp`` fields the
-    ``analytic`` estimator computes the same exact trace several times faster.
+    ``analytic`` estimator computes the same exact trace from one forward pass
+    (``benchmarks/traces.py`` times all three).
 
     Arguments:
         chunk_size: basis vectors per vectorised pass (``None``: all at once).

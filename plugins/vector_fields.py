@@ -152,8 +152,11 @@ class MLPField(VectorField):
 
     divergence_chunk_elements: int = 2**18
     """Batch rows are processed in chunks whose Jacobian block holds about this many
-    entries: small enough to stay in cache (measured 2-4x faster on CPU than one
-    batch-wide block), large enough to keep the per-chunk overhead small."""
+    entries: small enough to stay in cache, large enough to keep the per-chunk
+    overhead small. On one CPU thread (64-64-64 tanh field, no grad, a loaded 2-core
+    machine) one batch-wide block took 1.75x as long at d=2, batch 65536, and 1.9x
+    at d=8, batch 16384 (medians of 10 interleaved calls); compare on your machine
+    by timing ``value_and_divergence`` with this attribute set very large."""
 
     def value_and_divergence(self, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(f(t, x), tr(df/dx))`` from one forward pass; see the class docstring."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from flowkit.bench import BenchConfig, Selection, plan_tasks
 from flowkit.bench.runner import RunSettings, plan_units, run_tasks
+from flowkit.bench.suites import get_suite
 from flowkit.bench.tasks import Task, unit_seed
 
 
@@ -40,12 +43,24 @@ def _accuracy_tasks() -> list[Task]:
     return plan_tasks(config).tasks
 
 
-def test_time_budget_is_respected() -> None:
+def test_time_budget_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:
     tasks = _accuracy_tasks()
     run_tasks(tasks[:1], RunSettings(repeats=1))  # one-time imports stay out of the timing
-    budget = 2.0
+    suite = get_suite("accuracy")
+    real_run = suite.run
+    minimum = 0.05  # each repetition takes at least this long, on any machine
+
+    def slow_run(task: Task, seed: int) -> dict:
+        start = time.monotonic()
+        values = real_run(task, seed)
+        time.sleep(max(minimum - (time.monotonic() - start), 0.0))
+        return values
+
+    monkeypatch.setattr(suite, "run", slow_run)
+    budget, repeats = 2.0, 200
+    assert len(tasks) * repeats * minimum > 4 * budget  # the work cannot fit in the budget
     start = time.monotonic()
-    records = run_tasks(tasks, RunSettings(repeats=200, budget_s=budget))
+    records = run_tasks(tasks, RunSettings(repeats=repeats, budget_s=budget))
     elapsed = time.monotonic() - start
     longest = max(r.seconds for r in records if r.status == "ok")
     assert elapsed <= budget + longest + 0.25

@@ -8,6 +8,7 @@ Layout (one concept per module):
   interleaved repetitions, seeds, the time budget, worker processes,
   per-configuration subprocesses;
 * :mod:`~flowkit.bench.distributed` -- ``torchrun`` ranks, rank 0 gathers;
+* :mod:`~flowkit.bench.timing` -- the one timer, synchronizing CUDA devices;
 * :mod:`~flowkit.bench.aggregate` -- medians, spreads, ratios;
 * :mod:`~flowkit.bench.report` -- terminal table, JSON, CSV, Markdown, PNG plots;
 * :mod:`~flowkit.bench.peers` -- plain torchdiffeq, zuko, torchdyn CNFs;

@@ -8,7 +8,6 @@ its evaluation counter).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from flowkit.bench.peers import make_peer
+from flowkit.bench.timing import stopwatch
 from flowkit.registry import Registry, get_registry
 
 __all__ = [
@@ -101,14 +101,12 @@ class Model:
         return 0 if self.is_flowkit else int(self.module.evaluations)  # type: ignore[union-attr]
 
     def log_prob(self, x: Tensor) -> tuple[Tensor, StepResult]:
-        """``log p(x)`` under ``torch.no_grad``, timed."""
+        """``log p(x)`` under ``torch.no_grad``, timed (device work included)."""
         before = self._count()
-        start = time.perf_counter()
-        with torch.no_grad():
+        with stopwatch(x, self.module) as clock, torch.no_grad():
             out = self.module.log_prob(x)  # type: ignore[operator]
-        seconds = time.perf_counter() - start
         nfe = self.module.last_stats.nfe if self.is_flowkit else self._count() - before
-        return out, StepResult(seconds, int(nfe))
+        return out, StepResult(clock.seconds, int(nfe))
 
     def train_step(self, x: Tensor) -> tuple[Tensor, StepResult]:
         """One training step's forward and backward (``-mean log p(x)``), timed.
@@ -119,17 +117,16 @@ class Model:
         for p in self.module.parameters():
             p.grad = None
         before = self._count()
-        start = time.perf_counter()
-        loss = -self.module.log_prob(x).mean()  # type: ignore[operator]
-        middle = self._count()
-        loss.backward()
-        seconds = time.perf_counter() - start
+        with stopwatch(x, self.module) as clock:
+            loss = -self.module.log_prob(x).mean()  # type: ignore[operator]
+            middle = self._count()
+            loss.backward()
         if self.is_flowkit:
             stats = self.module.last_stats
             nfe, nfe_b = stats.nfe, stats.backward_nfe
         else:
             nfe, nfe_b = middle - before, self._count() - middle
-        return loss.detach(), StepResult(seconds, int(nfe), int(nfe_b))
+        return loss.detach(), StepResult(clock.seconds, int(nfe), int(nfe_b))
 
 
 def build_model(

@@ -2,7 +2,13 @@
 
 The baseline the framework is measured against: no registry, no plugins,
 just the augmented ODE and one call of ``torchdiffeq.odeint`` (or
-``odeint_adjoint``).
+``odeint_adjoint``). The one plain reference of flowkit: ``flowkit bench``'s
+``torchdiffeq_plain`` peer and ``benchmarks/training.py`` both use it.
+
+The divergence keeps its graph (``create_graph``) only when grad mode is on,
+i.e. when something will differentiate through it: not in ``log_prob`` under
+``torch.no_grad`` nor in the forward solve of ``odeint_adjoint`` (which runs
+without grad; its backward solve re-evaluates the dynamics with grad on).
 
 Mathematics (flowkit's convention: base density at ``t0``, data at ``t1``):
 for ``dz/dt = f(t, z)`` the log-density obeys ``d log p(z(t))/dt = -tr(df/dz)``.
@@ -107,6 +113,11 @@ class PlainCNF(Peer):
         self.options = {"step_size": step_size} if step_size is not None else None
         self.adjoint = adjoint
         self.t0, self.t1 = t0, t1
+
+    @property
+    def field(self) -> nn.Module:
+        """The vector field ``f(t, z)`` (shared with the caller, not copied)."""
+        return self.aug.field
 
     def log_prob(self, x: Tensor) -> Tensor:
         """``log p(x)`` per sample (see the module docstring for the equations)."""

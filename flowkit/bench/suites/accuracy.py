@@ -18,7 +18,6 @@ Stochastic traces' errors include their variance (one probe set per solve).
 from __future__ import annotations
 
 import math
-import time
 from typing import ClassVar
 
 import torch
@@ -27,8 +26,9 @@ from torch import Tensor
 from flowkit.bench.selection import select_combinations
 from flowkit.bench.subjects import integrator_options
 from flowkit.bench.suites.base import Plan, PlanContext, Suite
-from flowkit.bench.suites.common import seed_everything, sync
+from flowkit.bench.suites.common import seed_everything
 from flowkit.bench.tasks import Metric, Task
+from flowkit.bench.timing import stopwatch
 from flowkit.registry import get_registry
 
 __all__ = ["AccuracySuite", "closed_form_log_prob"]
@@ -141,12 +141,9 @@ class AccuracySuite(Suite):
             dim=d,
             integrator_options=options,
         )
-        sync(device)
-        start = time.perf_counter()
-        logp = cnf.log_prob(x)
-        (-logp.mean()).backward()
-        sync(device)
-        seconds = time.perf_counter() - start
+        with stopwatch(x) as clock:
+            logp = cnf.log_prob(x)
+            (-logp.mean()).backward()
         stats = cnf.last_stats
         a_ref = matrix.clone().requires_grad_(True)
         b_ref = bias.clone().requires_grad_(True)
@@ -160,7 +157,7 @@ class AccuracySuite(Suite):
         return {
             "logp_error": float((logp.detach() - ref.detach()).abs().max()),
             "grad_error": grad_error,
-            "time": seconds,
+            "time": clock.seconds,
             "nfe": stats.nfe,
             "nfe_backward": stats.backward_nfe,
         }

@@ -20,7 +20,6 @@ import ctypes
 import ctypes.util
 import gc
 import resource
-import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -29,8 +28,9 @@ import torch
 from flowkit.bench.selection import select_combinations
 from flowkit.bench.subjects import integrator_options
 from flowkit.bench.suites.base import Plan, PlanContext, Suite
-from flowkit.bench.suites.common import DTYPES, seed_everything, sync
+from flowkit.bench.suites.common import DTYPES, seed_everything
 from flowkit.bench.tasks import Metric, Task
+from flowkit.bench.timing import stopwatch, synchronize
 from flowkit.registry import get_registry
 
 __all__ = ["MemorySuite", "PeakMemory"]
@@ -67,7 +67,7 @@ class PeakMemory:
     def start(self) -> None:
         """Reset the peak and record the current level."""
         if self.device.startswith("cuda"):
-            sync(self.device)
+            synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self.base = torch.cuda.memory_allocated(self.device)
             return
@@ -82,7 +82,7 @@ class PeakMemory:
     def growth(self) -> int:
         """Bytes of peak above the level at :meth:`start`."""
         if self.device.startswith("cuda"):
-            sync(self.device)
+            synchronize(self.device)
             return int(torch.cuda.max_memory_allocated(self.device) - self.base)
         return max(int(self.peak() - self.base), 0)
 
@@ -171,13 +171,11 @@ class MemorySuite(Suite):
         _release_freed_memory()
         meter = PeakMemory(device)
         meter.start()
-        start = time.perf_counter()
-        (-cnf.log_prob(x).mean()).backward()
-        sync(device)
-        seconds = time.perf_counter() - start
+        with stopwatch(x) as clock:
+            (-cnf.log_prob(x).mean()).backward()
         return {
             "peak_mib": meter.growth() / _MIB,
-            "step_time": seconds,
+            "step_time": clock.seconds,
             "nfe": cnf.last_stats.nfe,
             "nfe_backward": cnf.last_stats.backward_nfe,
         }
