@@ -86,6 +86,22 @@ class CheatingEuler(Euler):
         super().__init__(n_steps=2000)
 
 
+class OverReportingEuler(Euler):
+    """Explicit Euler at 40 fixed steps, declared adaptive, that reports a million steps
+    (the old accuracy bound grew with the reported count and admitted its 4e-2 error)."""
+
+    adaptive: ClassVar[bool] = True
+    order: ClassVar[int] = 1
+
+    def __init__(self, *, rtol: float = 1e-6, atol: float = 1e-6) -> None:
+        super().__init__(n_steps=40)
+
+    def integrate(self, func, y0, t):
+        solution = super().integrate(func, y0, t)
+        solution.stats.n_accepted = 10**6
+        return solution
+
+
 class Bosh3DeclaredFifthOrder(Bosh3):
     """Bosh3 (order 3) declaring order 5: its error follows the tolerance, its cost does not."""
 
@@ -162,6 +178,12 @@ def test_cheating_adaptive_integrator_is_caught() -> None:
         check_integrator(CheatingEuler, target=1e-6)
     assert info.value.property == "tolerance proportionality"
     assert "CheatingEuler breaks 'tolerance proportionality'" in str(info.value)
+
+
+def test_over_reported_steps_do_not_raise_the_accuracy_bound() -> None:
+    with pytest.raises(ConformanceError) as info:
+        check_integrator(OverReportingEuler, target=1e-6)
+    assert info.value.property == "accuracy"
 
 
 def test_adaptive_integrator_below_its_declared_order_is_caught() -> None:
