@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 import torch
 from flowkit.plugins.gradients import Adjoint
-from flowkit.plugins.native_integrators import RK4, Bosh3, Euler
+from flowkit.plugins.native_integrators import RK4, Bosh3, Dopri5, Euler
 from flowkit.plugins.trace_estimators import ExactTrace
 from torch import Tensor, nn
 
@@ -184,6 +184,17 @@ def test_over_reported_steps_do_not_raise_the_accuracy_bound() -> None:
     with pytest.raises(ConformanceError) as info:
         check_integrator(OverReportingEuler, target=1e-6)
     assert info.value.property == "accuracy"
+
+
+class Dopri5DeclaredSixthOrder(Dopri5):
+    """Dopri5 declaring order 6: the cost band cannot tell 5 from 6, the pinned steps can."""
+
+    order: ClassVar[int] = 6
+
+
+def test_adaptive_integrator_one_order_too_high_is_caught_at_pinned_steps() -> None:
+    with pytest.raises(ConformanceError, match=r"breaks 'convergence order': measured order 5\.1"):
+        check_integrator(Dopri5DeclaredSixthOrder, target=1e-5)
 
 
 def test_adaptive_integrator_below_its_declared_order_is_caught() -> None:

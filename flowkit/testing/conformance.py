@@ -121,7 +121,9 @@ def check_integrator(
     * adaptive methods: ``tolerance proportionality`` (the error falls at least
       like ``tol**(1/2)`` as the tolerance tightens) and ``convergence order``
       (function evaluations grow no faster than ``tol**(-1/p)`` allows for the
-      declared order ``p``, within the band derived in :mod:`flowkit.testing.order`).
+      declared order ``p``, within the band derived in :mod:`flowkit.testing.order`;
+      and, when the method declares ``first_step`` and ``max_step``, the slope at
+      pinned steps as for fixed-step methods).
 
     Adaptive accuracy bounds scale with the number of steps, which the kit caps
     by the function evaluations it counts itself: a solver's own statistics can
@@ -243,6 +245,7 @@ def check_integrator(
 
         if caps["adaptive"]:
             _check_tolerance_response(label, int(caps["order"]), build)
+            _check_order(label, caps, accepted, build)  # at pinned steps, when it can be
             checked += ["tolerance proportionality", "convergence order"]
         elif _check_order(label, caps, accepted, build):
             checked.append("convergence order")

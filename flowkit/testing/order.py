@@ -131,11 +131,12 @@ def pinned_step_options(
 
     Fixed-step: ``step_size`` (or ``n_steps``, when given and that is all it
     takes). Adaptive: ``first_step = max_step = step`` and tolerances of 1e3 so
-    that every step is accepted.
+    that every step is accepted, when it declares these options.
     """
     takes = (lambda name: True) if accepted is None else (lambda name: name in accepted)
     if capabilities["adaptive"]:
-        if all(takes(o) for o in ("first_step", "max_step", "rtol", "atol")):
+        # Only when the options are declared: these are not part of every adaptive contract.
+        if accepted is not None and {"first_step", "max_step", "rtol", "atol"} <= accepted:
             return {"first_step": step, "max_step": step, "rtol": 1e3, "atol": 1e3}
         return None
     if takes("step_size"):
