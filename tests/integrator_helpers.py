@@ -9,9 +9,11 @@ import torch
 
 from flowkit.registry import ComponentSpec, get_registry
 from flowkit.state import State, as_tuple
+from flowkit.testing.order import pinned_step_options
 
 __all__ = [
     "INTEGRATORS",
+    "accepted_options",
     "accuracy_tolerance",
     "fixed_step_options",
     "max_error",
@@ -28,17 +30,15 @@ def spec(name: str) -> ComponentSpec:
     return get_registry().get("integrator", name)
 
 
+def accepted_options(name: str) -> set[str] | None:
+    """The option names ``name`` accepts (None: any)."""
+    options = spec(name).options()
+    return None if options is None else set(options)
+
+
 def fixed_step_options(name: str, h: float) -> dict[str, Any] | None:
-    """Options making ``name`` take steps of exactly ``h`` (None if it cannot)."""
-    s = spec(name)
-    opts = s.options()
-    if s.capabilities["adaptive"]:
-        if opts is not None and {"first_step", "max_step", "rtol", "atol"} <= set(opts):
-            return {"first_step": h, "max_step": h, "rtol": 1e3, "atol": 1e3}
-        return None
-    if opts is None or "step_size" in opts:
-        return {"step_size": h}
-    return None
+    """Options making ``name`` take steps of exactly ``h`` (None if it cannot): the kit's."""
+    return pinned_step_options(spec(name).capabilities, accepted_options(name), h)
 
 
 def tolerance_options(name: str, tol: float) -> dict[str, Any]:

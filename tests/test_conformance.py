@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 import torch
 from flowkit.plugins.gradients import Adjoint
-from flowkit.plugins.native_integrators import RK4
+from flowkit.plugins.native_integrators import RK4, Bosh3, Dopri5, Euler
 from flowkit.plugins.trace_estimators import ExactTrace
 from torch import Tensor, nn
 
@@ -36,8 +36,9 @@ def test_integrator_conforms(name: str) -> None:
     assert {"contract", "accuracy", "backward in time", "tuple state", "differentiable"} <= set(
         checked
     )
-    if not REGISTRY.get("integrator", name).capabilities["adaptive"]:
-        assert "convergence order" in checked
+    assert "convergence order" in checked
+    if REGISTRY.get("integrator", name).capabilities["adaptive"]:
+        assert "tolerance proportionality" in checked
 
 
 @pytest.mark.parametrize("name", REGISTRY.names("trace_estimator"))
@@ -71,6 +72,48 @@ class WrongRK4(FixedStepRungeKutta):
 
     order = 4
     tableau: ClassVar[ButcherTableau] = WRONG_RK4
+
+
+class CheatingEuler(Euler):
+    """Explicit Euler at 2000 fixed steps, declared adaptive of order 5: it takes
+    ``rtol``/``atol`` and ignores them. Its error (6e-3 on ``linear_skew``) stays
+    within the step-count-scaled accuracy bound, so only the tolerance sweep can tell."""
+
+    adaptive: ClassVar[bool] = True
+    order: ClassVar[int] = 5
+
+    def __init__(self, *, rtol: float = 1e-6, atol: float = 1e-6) -> None:
+        super().__init__(n_steps=2000)
+
+
+class OverReportingEuler(Euler):
+    """Explicit Euler at 40 fixed steps, declared adaptive, that reports a million steps
+    (the old accuracy bound grew with the reported count and admitted its 4e-2 error)."""
+
+    adaptive: ClassVar[bool] = True
+    order: ClassVar[int] = 1
+
+    def __init__(self, *, rtol: float = 1e-6, atol: float = 1e-6) -> None:
+        super().__init__(n_steps=40)
+
+    def integrate(self, func, y0, t):
+        solution = super().integrate(func, y0, t)
+        solution.stats.n_accepted = 10**6
+        return solution
+
+
+class Bosh3DeclaredFifthOrder(Bosh3):
+    """Bosh3 (order 3) declaring order 5: its error follows the tolerance, its cost does not."""
+
+    order: ClassVar[int] = 5
+
+
+class DetachedExactTrace(ExactTrace):
+    """The exact trace, returned without its autograd graph."""
+
+    def estimate(self, field, t, x, probes=None):
+        f, div = super().estimate(field, t, x, probes)
+        return f, div.detach()
 
 
 class ScaledExactTrace(ExactTrace):
@@ -126,6 +169,55 @@ def test_wrong_tableau_is_caught() -> None:
 def test_wrong_tableau_fails_the_order_check_specifically() -> None:
     with pytest.raises(ConformanceError, match="breaks 'convergence order': measured order"):
         check_integrator(WrongRK4, target=1e-1)
+
+
+def test_cheating_adaptive_integrator_is_caught() -> None:
+    """The step-count-scaled accuracy bound admits the cheat (6e-3 against a bound
+    of e^2 * 2000 * 2e-6 = 0.03); its error does not follow the tolerance."""
+    with pytest.raises(ConformanceError) as info:
+        check_integrator(CheatingEuler, target=1e-6)
+    assert info.value.property == "tolerance proportionality"
+    assert "CheatingEuler breaks 'tolerance proportionality'" in str(info.value)
+
+
+def test_over_reported_steps_do_not_raise_the_accuracy_bound() -> None:
+    with pytest.raises(ConformanceError) as info:
+        check_integrator(OverReportingEuler, target=1e-6)
+    assert info.value.property == "accuracy"
+
+
+class Dopri5DeclaredSixthOrder(Dopri5):
+    """Dopri5 declaring order 6: the cost band cannot tell 5 from 6, the pinned steps can."""
+
+    order: ClassVar[int] = 6
+
+
+def test_adaptive_integrator_one_order_too_high_is_caught_at_pinned_steps() -> None:
+    with pytest.raises(ConformanceError, match=r"breaks 'convergence order': measured order 5\.1"):
+        check_integrator(Dopri5DeclaredSixthOrder, target=1e-5)
+
+
+def test_adaptive_integrator_below_its_declared_order_is_caught() -> None:
+    with pytest.raises(ConformanceError, match="breaks 'convergence order': function evaluations"):
+        check_integrator(Bosh3DeclaredFifthOrder, target=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name", ["dopri5", "bosh3", "tsit5", "adaptive_heun", "torchdiffeq.dopri5"]
+)
+def test_correct_adaptive_integrators_pass_the_tolerance_sweep(name: str) -> None:
+    if ("integrator", name) not in REGISTRY:
+        pytest.skip(f"{name} is not installed")
+    checked = check_integrator(name, target=1e-6)
+    assert {"tolerance proportionality", "convergence order"} <= set(checked)
+
+
+def test_divergence_without_graph_is_a_conformance_error() -> None:
+    with pytest.raises(ConformanceError) as info:
+        check_trace_estimator(DetachedExactTrace)
+    assert info.value.property == "differentiable"
+    assert "DetachedExactTrace breaks 'differentiable'" in str(info.value)
+    assert "no autograd graph" in str(info.value)
 
 
 def test_trace_off_by_a_factor_is_caught() -> None:

@@ -146,30 +146,62 @@ def _forward_error(
     return float((sol.ys - exact).abs().max() / exact.abs().max())
 
 
-def _gradient_tolerance(model: Tolerance, forward_error: float, scale: float) -> Tolerance:
+def _adjoint_error(
+    integrator: str, options: dict[str, Any], a: Tensor, w: Tensor, t: Tensor
+) -> float:
+    """The measured relative error of the integrator on the adjoint system itself.
+
+    ``lambda' = -lambda A`` solved backward from ``t[-1]`` with ``lambda(t[-1]) = w[-1]``,
+    through the same output times: the linear system an adjoint strategy integrates
+    (closed form ``lambda(s) = w[-1] expm(A (t[-1] - s))``).
+    """
+    backward = t.flip(0)
+    start = w[-1]
+    with torch.no_grad():
+        sol = solve(
+            lambda s, lam: -lam @ a,
+            start,
+            backward,
+            integrator=integrator,
+            integrator_options=options,
+        )
+        exact = torch.stack(
+            [start @ torch.linalg.matrix_exp(a * float(t[-1] - s)) for s in backward]
+        )
+    return float((sol.ys - exact).abs().max() / exact.abs().max())
+
+
+def _integration_error(
+    integrator: str, options: dict[str, Any], a: Tensor, y0: Tensor, t: Tensor, w: Tensor
+) -> float:
+    """The larger measured error of the two systems a gradient comes from."""
+    return max(
+        _forward_error(integrator, options, a, y0, t), _adjoint_error(integrator, options, a, w, t)
+    )
+
+
+def _gradient_tolerance(model: Tolerance, integration_error: float, scale: float) -> Tolerance:
     """The bound on a gradient of magnitude ``scale``.
 
-    The tolerance model bounds a unit-scale solve by ``model``; a backend that
-    measurably misses it on the forward solve (some torchdiffeq methods: their
-    conformance is the integrator tests' business) is held to its measured
-    accuracy instead. Errors scale with the gradient's magnitude.
+    The tolerance model bounds a unit-scale solve by ``model``. A backend that
+    measurably misses it on the forward system or on the adjoint system (some
+    torchdiffeq methods: their accuracy is the integrator tests' business, where
+    the defects are recorded) is held to its measured accuracy on those two
+    systems instead: the gradient strategy must add no error of its own beyond
+    ``GRADIENT_FACTOR`` times the integrator's. (torchdiffeq's bosh3 at
+    rtol=atol=1e-6 integrates the plain adjoint system 2e2 x tol off, reading
+    its outputs off an interpolant; its adjoint dL/dA is 6.3e-4 off, within ten
+    times that, where a fixed 100 x tol allowed 5.4e-4; flowkit's adjoint and
+    torchdiffeq's own agree on it.) Errors scale with the gradient's magnitude.
     """
-    tau = max(model.atol, model.rtol, GRADIENT_FACTOR * forward_error)
+    tau = max(model.atol, model.rtol, GRADIENT_FACTOR * integration_error)
     return Tolerance(atol=tau * max(1.0, scale), rtol=tau)
 
 
-_BOSH3 = (
-    "torchdiffeq's bosh3 solving the adjoint system at rtol=atol=1e-6 ends 6.3e-4 off dL/dA "
-    "against a bound of 5.4e-4 (the model allows 100x the tolerance; this is 116x); flowkit's "
-    "adjoint (with the same group norm) and torchdiffeq's own adjoint agree on it, and "
-    "flowkit's native bosh3 stays within the bound"
-)
-KNOWN_DEVIATIONS = {
-    ("torchdiffeq.bosh3", "torchdiffeq_adjoint"): _BOSH3,
-    ("torchdiffeq.bosh3", "adjoint"): _BOSH3,
-    ("torchdiffeq.bosh3", "seminorm"): _BOSH3,
-}
-"""Third-party implementations measured outside the model; strict, so a fix shows."""
+KNOWN_DEVIATIONS: dict[tuple[str, str], str] = {}
+"""Third-party implementations measured outside the model, as strict xfails (a fix shows):
+none at present (torchdiffeq's bosh3 adjoint pairs now pass under the bound derived from
+its measured accuracy on the adjoint system, see ``_gradient_tolerance``)."""
 
 
 def _marked(pairs: list[tuple[ComponentSpec, ComponentSpec]]) -> list[Any]:
@@ -187,12 +219,12 @@ def test_gradients_match_closed_form_and_backprop(
 ) -> None:
     a, y0, t, w = _problem()
     options, model, n_steps = _configure(integrator)
-    forward_error = _forward_error(integrator.name, options, a, y0, t)
+    integration_error = _integration_error(integrator.name, options, a, y0, t, w)
     exact = _analytic(a, y0, t, w)
     got = _grads(integrator.name, options, gradient.name, a, y0, t, w)
     ref = _grads(integrator.name, options, "backprop", a, y0, t, w)
     for what, g, e, r in zip(("dL/dy0", "dL/dA"), got, exact, ref, strict=True):
-        tol = _gradient_tolerance(model, forward_error, float(e.abs().max()))
+        tol = _gradient_tolerance(model, integration_error, float(e.abs().max()))
         tol.assert_close(g, e, f"{gradient.name} {what}")
         tol.assert_close(r, e, f"backprop {what}")
         if getattr(gradient.factory, "exact_discrete_gradient", False):
@@ -279,9 +311,9 @@ def test_adjoint_seminorm(integrator: ComponentSpec) -> None:
     within the tolerance bound and takes no more backward steps."""
     a, y0, t, w = _problem()
     options, model, _ = _configure(integrator)
-    forward_error = _forward_error(integrator.name, options, a, y0, t)
+    integration_error = _integration_error(integrator.name, options, a, y0, t, w)
     exact = _analytic(a, y0, t, w)
-    tols = [_gradient_tolerance(model, forward_error, float(e.abs().max())) for e in exact]
+    tols = [_gradient_tolerance(model, integration_error, float(e.abs().max())) for e in exact]
     steps = {}
     for semi in (False, True):
         field = LinearDynamics(a)

@@ -13,11 +13,20 @@ from flowkit.compat import Compatibility
 from flowkit.registry import Combination, ComponentSpec
 from flowkit.testing import strategies as fst
 from flowkit.testing.combinations import pairs_of, pairwise_cover
+from flowkit.testing.order import (
+    COST_RATIO,
+    MIN_ERROR_EXPONENT,
+    ToleranceResponse,
+    max_cost_exponent,
+    order_is_supported,
+)
 from flowkit.testing.tolerances import (
+    STEP_ACCUMULATION,
     Tolerance,
     fixed_step_for,
     integrator_tolerance,
     statistical_bound,
+    step_control_bound,
 )
 
 
@@ -84,3 +93,39 @@ def test_tolerance_model() -> None:
     tol.assert_close(torch.tensor([1.0]), torch.tensor([1.0005]))
     with pytest.raises(AssertionError, match="velocity off its reference"):
         tol.assert_close(torch.tensor([1.0]), torch.tensor([1.01]), what="velocity")
+
+
+def test_order_bands_separate_neighbouring_orders() -> None:
+    """The cost band lies strictly between the declared order's exponent and the next
+    lower order's; the fixed-step test accepts any slope nearer p than p - 1."""
+    for p in range(2, 12):
+        assert 1 / p < max_cost_exponent(p) < 1 / (p - 1)
+    assert max_cost_exponent(1) > 1.0
+    assert order_is_supported(8.8, 8) and order_is_supported(7.6, 8)
+    assert not order_is_supported(7.4, 8)
+
+
+def _response(evaluations: tuple[int, int], errors: tuple[float, float]) -> ToleranceResponse:
+    return ToleranceResponse((1e-4, 1e-4 / COST_RATIO**5), evaluations, errors, 5, 1e-14)
+
+
+def test_tolerance_response_verdicts() -> None:
+    ratio = COST_RATIO**5
+    honest = _response((100, 400), (1e-3, 1e-3 / ratio))
+    assert honest.error_exponent == pytest.approx(1.0)
+    assert honest.cost_exponent == pytest.approx(1 / 5)
+    assert honest.error_follows_tolerance and honest.cost_follows_order
+    stuck = _response((2000, 2000), (6e-3, 6e-3))  # fixed steps declared adaptive
+    assert stuck.error_exponent == 0.0 and not stuck.error_follows_tolerance
+    fourth_order = _response((100, round(100 * ratio**0.25)), (1e-3, 1e-3 / ratio))
+    assert fourth_order.error_follows_tolerance and not fourth_order.cost_follows_order
+    half = _response((100, 400), (1e-3, 1e-3 / ratio**MIN_ERROR_EXPONENT))
+    assert half.error_follows_tolerance
+    at_roundoff = _response((100, 400), (1e-13, 1e-15))  # nothing left to fall
+    assert at_roundoff.error_follows_tolerance
+    assert "declared order 5" in stuck.describe()
+
+
+def test_step_control_bound() -> None:
+    bound = step_control_bound(rtol=1e-6, atol=1e-7, n_steps=10, n_components=4)
+    assert bound == pytest.approx(STEP_ACCUMULATION * 10 * 2 * 1.1e-6)

@@ -26,6 +26,12 @@ from flowkit.registry import Registry, get_registry
 from flowkit.solution import Solution
 from flowkit.state import as_tuple
 from flowkit.testing import problems
+from flowkit.testing.order import (
+    CountedDynamics,
+    measure_order,
+    measure_tolerance_response,
+    order_is_supported,
+)
 from flowkit.testing.tolerances import (
     Tolerance,
     accuracy_options,
@@ -107,9 +113,21 @@ def check_integrator(
     Properties: ``contract`` (a :class:`~flowkit.solution.Solution` of the right
     shapes with statistics), ``accuracy`` at several output times,
     ``backward in time``, ``tuple state``, ``differentiable`` (backpropagated
-    gradient of the final state equals the closed form) and, for fixed-step
-    methods, ``convergence order`` (the slope of log error against log step
-    within 0.3 of the declared order).
+    gradient of the final state equals the closed form) and, given by name or
+    class (so that options can be varied):
+
+    * fixed-step methods: ``convergence order`` (the slope of log error against
+      log step is at least the declared order minus 1/2);
+    * adaptive methods: ``tolerance proportionality`` (the error falls at least
+      like ``tol**(1/2)`` as the tolerance tightens) and ``convergence order``
+      (function evaluations grow no faster than ``tol**(-1/p)`` allows for the
+      declared order ``p``, within the band derived in :mod:`flowkit.testing.order`;
+      and, when the method declares ``first_step`` and ``max_step``, the slope at
+      pinned steps as for fixed-step methods).
+
+    Adaptive accuracy bounds scale with the number of steps, which the kit caps
+    by the function evaluations it counts itself: a solver's own statistics can
+    lower a bound, never raise it.
 
     Arguments:
         integrator: a registered name, an ``Integrator`` class or an instance.
@@ -126,24 +144,26 @@ def check_integrator(
     accepted = _accepted(factory)
     checked: list[str] = []
 
-    def make(span: float) -> tuple[Any, Callable[[Solution], Tolerance]]:
+    def make(span: float) -> tuple[Any, Callable[[CountedDynamics], Tolerance]]:
         opts, _ = accuracy_options(caps, accepted, target=target, span=span)
         solver = integrator
         if isinstance(integrator, str | type):
             opts.update(options or {})
             solver = _build("integrator", integrator, opts, registry)
 
-        def bound(solution: Solution) -> Tolerance:
+        def bound(evaluations: CountedDynamics, solution: Any) -> Tolerance:
+            # Adaptive: local errors add up over the steps. The evaluations the kit
+            # counted itself bound the number of steps, so a solver's own count can
+            # only lower the bound (over-reporting steps gains nothing).
             _, tol = accuracy_options(caps, accepted, target=target, span=span)
             if caps["adaptive"]:
-                steps = solution.stats.n_accepted + solution.stats.n_rejected
                 tol = integrator_tolerance(
                     torch.float64,
                     order=int(caps["order"]),
                     adaptive=True,
                     rtol=target,
                     atol=target,
-                    n_steps=steps or solution.stats.nfe,
+                    n_steps=_steps_taken(evaluations, solution),
                 )
             return tol
 
@@ -153,8 +173,9 @@ def check_integrator(
     span = problem.t1 - problem.t0
     solver, bound = make(span)
     t = problem.times(3)
-    solution = solver.integrate(problem.func, problem.y0, t)
-    tol = bound(solution)
+    counted = CountedDynamics(problem.func)
+    solution = solver.integrate(counted, problem.y0, t)
+    tol = bound(counted, solution)
     if not isinstance(solution, Solution):
         raise ConformanceError(label, "contract", f"integrate returned {type(solution).__name__}")
     ys = as_tuple(solution.ys)[0]
@@ -177,8 +198,9 @@ def check_integrator(
 
     decay = problems.exponential_decay()
     solver, bound = make(decay.t1 - decay.t0)
-    back = solver.integrate(decay.func, decay.exact(decay.t1), decay.times(2, backward=True))
-    tol = bound(back)
+    counted = CountedDynamics(decay.func)
+    back = solver.integrate(counted, decay.exact(decay.t1), decay.times(2, backward=True))
+    tol = bound(counted, back)
     error = _max_error(back.final, decay.exact(decay.t0))
     if error > tol.atol * 10:  # the backward solution grows to |y| ~ 2 * e^1.4
         raise ConformanceError(
@@ -188,8 +210,9 @@ def check_integrator(
 
     rotation = problems.tuple_rotation()
     solver, bound = make(rotation.t1 - rotation.t0)
-    rotated = solver.integrate(rotation.func, rotation.y0, rotation.times(2))
-    tol = bound(rotated)
+    counted = CountedDynamics(rotation.func)
+    rotated = solver.integrate(counted, rotation.y0, rotation.times(2))
+    tol = bound(counted, rotated)
     pair = rotated.final
     if not isinstance(pair, tuple) or len(pair) != 2:
         raise ConformanceError(label, "tuple state", "a tuple state did not come back as a tuple")
@@ -201,8 +224,9 @@ def check_integrator(
     decay = problems.exponential_decay()
     solver, bound = make(decay.t1 - decay.t0)
     y0 = decay.y0.clone().requires_grad_(True)
-    solved = solver.integrate(decay.func, y0, decay.times(2))
-    tol = bound(solved)
+    counted = CountedDynamics(decay.func)
+    solved = solver.integrate(counted, y0, decay.times(2))
+    tol = bound(counted, solved)
     final = solved.final
     grads = torch.autograd.grad(final.sum(), (y0, decay.param))
     expected = (decay.grad_y0(decay.t0, decay.t1), decay.grad_param(decay.t0, decay.t1))
@@ -214,57 +238,74 @@ def check_integrator(
             )
     checked.append("differentiable")
 
-    if not caps["adaptive"] and isinstance(integrator, str | type):
-        _check_order(label, caps, accepted, integrator, options or {}, registry)
-        checked.append("convergence order")
+    if isinstance(integrator, str | type):
+
+        def build(opts: dict[str, Any]) -> Any:
+            return _build("integrator", integrator, {**(options or {}), **opts}, registry)
+
+        if caps["adaptive"]:
+            _check_tolerance_response(label, int(caps["order"]), build)
+            _check_order(label, caps, accepted, build)  # at pinned steps, when it can be
+            checked += ["tolerance proportionality", "convergence order"]
+        elif _check_order(label, caps, accepted, build):
+            checked.append("convergence order")
     return checked
+
+
+def _steps_taken(evaluations: CountedDynamics, solution: Any) -> int:
+    """Steps to charge a solve with: the solver's count, at most the evaluations counted."""
+    stats = getattr(solution, "stats", None)
+    reported = getattr(stats, "n_accepted", 0) + getattr(stats, "n_rejected", 0)
+    calls = max(evaluations.calls, 1)
+    if isinstance(reported, int) and reported > 0:
+        return min(reported, calls)
+    return calls
 
 
 def _check_order(
     label: str,
     caps: dict[str, Any],
     accepted: set[str] | None,
-    integrator: str | type,
-    options: dict[str, Any],
-    registry: Registry | None,
-) -> None:
-    """Measure the order on ``linear_skew`` in the asymptotic range.
+    build: Callable[[dict[str, Any]], Any],
+) -> bool:
+    """Fixed steps: the measured order supports the declared one (see :mod:`.order`).
 
-    The step count doubles from 4 until the error falls below 1e-3 (the
-    asymptotic range for every method here), then the slope of log error
-    against log step over three halvings is compared with the declared order.
+    Returns False when the step cannot be fixed (nothing measured).
     """
     order = int(caps["order"])
-    problem = problems.linear_skew(dim=3, batch=2)
-    span = problem.t1 - problem.t0
-    exact = problem.exact(problem.t1)
-
-    def error_at(n: int) -> float:
-        opts = dict(options)
-        if accepted is None or "step_size" in accepted:
-            opts["step_size"] = span / n
-        else:
-            opts["n_steps"] = n
-        solver = _build("integrator", integrator, opts, registry)
-        final = solver.integrate(problem.func, problem.y0, problem.times(2)).final
-        return max(_max_error(final, exact), 1e-300)
-
-    n = 4
-    while error_at(n) > 1e-3 and n < 4096:
-        n *= 2
-    counts = [n, 2 * n, 4 * n]
-    errors = [error_at(c) for c in counts]
-    if errors[-1] < roundoff(torch.float64, operations=100 * counts[-1]).atol:
+    measured = measure_order(build, caps, accepted)
+    if measured is None:
+        return False
+    if measured.at_roundoff:
         raise ConformanceError(  # pragma: no cover - an order far above the declared one
-            label, "convergence order", f"errors {errors} reach round-off; cannot measure"
+            label, "convergence order", f"{measured.describe()} reach round-off; cannot measure"
         )
-    slope = math.log(errors[0] / errors[-1]) / math.log(counts[-1] / counts[0])
-    if abs(slope - order) > 0.3:
+    if not order_is_supported(measured.slope, order):
         raise ConformanceError(
             label,
             "convergence order",
-            f"measured order {slope:.2f} (errors {', '.join(f'{e:.2e}' for e in errors)} at "
-            f"{counts} steps), declared {order}",
+            f"{measured.describe()}, declared {order} (at least {order - 0.5} required)",
+        )
+    return True
+
+
+def _check_tolerance_response(
+    label: str, order: int, build: Callable[[dict[str, Any]], Any]
+) -> None:
+    """Adaptive: error follows the tolerance, cost follows the order (see :mod:`.order`)."""
+    response = measure_tolerance_response(build, order)
+    if not response.error_follows_tolerance:
+        raise ConformanceError(
+            label,
+            "tolerance proportionality",
+            f"the error does not fall as the tolerance tightens: {response.describe()}",
+        )
+    if not response.cost_follows_order:
+        raise ConformanceError(
+            label,
+            "convergence order",
+            f"function evaluations grow faster than the declared order allows: "
+            f"{response.describe()}",
         )
 
 
@@ -377,13 +418,26 @@ def check_trace_estimator(
         return [torch.zeros_like(p) if g is None else g for g, p in zip(got, params, strict=True)]
 
     want = grads_of(_exact_divergence_graph(field, t, x).sum())
+
+    def with_graph(div: Tensor) -> Tensor:
+        if not div.requires_grad:
+            raise ConformanceError(
+                label,
+                "differentiable",
+                "the divergence carries no autograd graph (requires_grad is False while the "
+                "field's parameters require grad), so no gradient reaches the parameters: "
+                "build it with create_graph=True and do not detach it",
+            )
+        return div
+
     if caps["stochastic"]:
         gen = torch.Generator().manual_seed(3)
         n = max(30, n_draws // 8)
         acc = [torch.zeros_like(p) for p in params]
         sq = [torch.zeros_like(p) for p in params]
         for _ in range(n):
-            g = grads_of(est.estimate(field, t, x, est.sample_probes(x, gen))[1].sum())
+            div = with_graph(est.estimate(field, t, x, est.sample_probes(x, gen))[1])
+            g = grads_of(div.sum())
             acc = [a + gi for a, gi in zip(acc, g, strict=True)]
             sq = [s + gi**2 for s, gi in zip(sq, g, strict=True)]
         for a, s, w in zip(acc, sq, want, strict=True):
@@ -393,7 +447,7 @@ def check_trace_estimator(
             if bool(((mean - w).abs() > bound).any()):
                 raise ConformanceError(label, "differentiable", "parameter gradient is biased")
     else:
-        got = grads_of(est.estimate(field, t, x, probes)[1].sum())
+        got = grads_of(with_graph(est.estimate(field, t, x, probes)[1]).sum())
         error = max(_max_error(g, w) for g, w in zip(got, want, strict=True))
         if error > roundoff(torch.float64).atol * 10:
             raise ConformanceError(

@@ -18,6 +18,7 @@ __all__ = [
     "Tolerance",
     "roundoff",
     "integrator_tolerance",
+    "step_control_bound",
     "fixed_step_for",
     "accuracy_options",
     "statistical_bound",
@@ -109,6 +110,22 @@ def integrator_tolerance(
             raise ValueError("a fixed-step integrator's bound needs step_size")
         bound = TRUNCATION_CONSTANT * abs(step_size) ** order * abs(span)
     return Tolerance(atol=bound, rtol=bound) + roundoff(dtype)
+
+
+def step_control_bound(*, rtol: float, atol: float, n_steps: int, n_components: int = 1) -> float:
+    """The global error an error-per-step controller guarantees, relative to ``max(1, |y|)``.
+
+    Derivation (no fitted constant): a step is accepted when the RMS over the
+    ``n`` state components of ``estimate / (atol + rtol |y|)`` is at most 1, so
+    each component's estimate is at most ``sqrt(n) (atol + rtol |y|)``, and
+    relative to ``max(1, |y|)`` at most ``sqrt(n) (atol + rtol)``. An embedded
+    pair's estimate bounds the local error of the solution it propagates (its
+    contract); the local errors of the ``N`` steps taken add up, each amplified
+    by at most ``STEP_ACCUMULATION`` on the closed forms of :mod:`flowkit.testing`:
+    ``STEP_ACCUMULATION * N * sqrt(n) * (atol + rtol)``. A method whose error
+    exceeds this has an estimate that understates its local error.
+    """
+    return STEP_ACCUMULATION * n_steps * math.sqrt(n_components) * (atol + rtol)
 
 
 def fixed_step_for(order: int, target: float, *, span: float = 1.0) -> tuple[float, int]:
