@@ -180,6 +180,34 @@ def test_bench_checks_its_output_before_any_measurement(
     _error_line(["bench", "--dtype", "float16"], "--dtype must be float32 or float64")
 
 
+def test_an_earlier_report_is_never_replaced_without_overwrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flowkit.bench.api as bench_api
+    import flowkit.cli.bench_cmd as bench_cmd
+    from flowkit.bench.api import BenchConfig, run_bench
+    from flowkit.bench.report.files import ReportOutputError
+
+    out = tmp_path / "bench-out"
+    out.mkdir()
+    (out / "report.json").write_text('{"earlier": true}')
+
+    def must_not_run(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("measurements started before --out was checked")
+
+    monkeypatch.setattr(bench_api, "run_tasks", must_not_run)
+    _error_line(["bench", "--quick", "--out", str(out)], "already holds a report", "--overwrite")
+    with pytest.raises(ReportOutputError, match="already holds a report"):
+        run_bench(BenchConfig(quick=True, out=out, progress=False, show=False))
+    assert (out / "report.json").read_text() == '{"earlier": true}'
+
+    ran: list[bool] = []
+    monkeypatch.setattr(bench_cmd, "run_bench", lambda config: ran.append(config.overwrite))
+    result = runner.invoke(app, ["bench", "--quick", "--out", str(out), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert ran == [True]
+
+
 def test_write_report_refuses_a_file_clearly(tmp_path: Path) -> None:
     from flowkit.bench.report.files import ReportOutputError, write_report
 

@@ -17,6 +17,7 @@ import torch
 from flowkit.bench.aggregate import aggregate
 from flowkit.bench.distributed import finalize, gather_to_rank0, init_distributed, shard
 from flowkit.bench.report import build_report, print_report, write_report
+from flowkit.bench.report.files import check_report_dir
 from flowkit.bench.runner import RunSettings, plan_units, run_tasks
 from flowkit.bench.selection import BenchSelectionError, Selection
 from flowkit.bench.suites import PlanContext, available_suites, get_suite
@@ -48,7 +49,10 @@ class BenchConfig:
         peers: peer names to include (``None``: all known).
         dtype: ``"float32"`` or ``"float64"`` (speed and memory suites).
         device: torch device for the measured work.
-        out: directory for the report files (``None``: write nothing).
+        out: directory for the report files (``None``: write nothing). A
+            folder that already holds a report is refused before any work
+            unless ``overwrite``.
+        overwrite: replace a report already in ``out``.
         plots: draw the PNG plots.
         progress: show a progress bar.
         show: print the report's tables.
@@ -66,6 +70,7 @@ class BenchConfig:
     dtype: str = "float32"
     device: str = "cpu"
     out: Path | None = Path("bench-out")
+    overwrite: bool = False
     plots: bool = True
     progress: bool = True
     show: bool = True
@@ -165,6 +170,8 @@ def run_bench(config: BenchConfig, registry: Registry | None = None) -> dict[str
     started = time.monotonic()
     ctx = init_distributed()
     try:
+        if config.out is not None and ctx.is_main:  # before any work: nothing is lost
+            check_report_dir(Path(config.out), overwrite=config.overwrite)
         torch.set_num_threads(config.threads)
         planned = plan_tasks(config, registry)
         mine = shard(planned.tasks, ctx)

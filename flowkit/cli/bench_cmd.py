@@ -56,6 +56,9 @@ def bench(
     dtype: str = typer.Option("float32", "--dtype", help="float32 or float64 (speed, memory)."),
     device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda."),
     out: str = typer.Option("bench-out", "--out", "-o", help="Directory for the report."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace a report already in --out (refused otherwise)."
+    ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -68,7 +71,7 @@ def bench(
     """
     if dtype not in ("float32", "float64"):
         raise CliUsageError(f"--dtype must be float32 or float64, got {dtype!r}.")
-    check_report_dir(Path(out))
+    check_report_dir(Path(out), overwrite=overwrite)
     peer_names = parse_patterns(peers)
     if peer_names == ("none",):
         peer_names = ()
@@ -90,6 +93,7 @@ def bench(
         dtype=dtype,
         device=device,
         out=Path(out),
+        overwrite=overwrite,
         plots=plots,
         progress=progress,
     )

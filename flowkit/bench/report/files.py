@@ -31,18 +31,32 @@ class ReportOutputError(FlowkitError):
     """The report's folder is a file, or it cannot be created or written."""
 
 
-def check_report_dir(out: Path) -> None:
+REPORT_FILES = ("report.json", "report.csv", "report.md")
+"""The files that mark a folder as holding a report."""
+
+
+def check_report_dir(out: Path, *, overwrite: bool = False) -> None:
     """Check, without creating anything, that the report can be written into ``out``.
 
+    A folder that already holds a report is refused unless ``overwrite``: an
+    earlier report is never replaced without being asked.
+
     Raises:
-        ReportOutputError: ``out`` (or a folder above it) is a file, or the
-            nearest existing folder is not writable.
+        ReportOutputError: ``out`` (or a folder above it) is a file, the
+            nearest existing folder is not writable, or ``out`` holds a report
+            and ``overwrite`` is False.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ReportOutputError(
             f"--out {out} is a file; the report is a folder of files (report.json, "
             "report.csv, report.md, plots): give a folder's path, new or existing."
+        )
+    earlier = [name for name in REPORT_FILES if (out / name).exists()]
+    if earlier and not overwrite:
+        raise ReportOutputError(
+            f"--out {out} already holds a report ({', '.join(earlier)}); pass --overwrite "
+            "to replace it, or choose another --out."
         )
     existing = out
     while not existing.exists():
