@@ -18,6 +18,7 @@ uses ``f(t, x) = -net(1 - t, x)`` (time span ``[0, 1]``).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -49,6 +50,11 @@ TIME_MODES: dict[str, str] = {
 }
 
 
+def _closest(given: str, valid: Mapping[str, str]) -> str:
+    matches = difflib.get_close_matches(given, list(valid), n=1, cutoff=0.5)
+    return f" Did you mean {matches[0]!r}?" if matches else ""
+
+
 def _normalise_signature(signature: object) -> str:
     if not isinstance(signature, str):
         raise TypeError(
@@ -59,14 +65,18 @@ def _normalise_signature(signature: object) -> str:
     )
     if key not in SIGNATURES:
         valid = "; ".join(f"{name!r}: {meaning}" for name, meaning in SIGNATURES.items())
-        raise ValueError(f"unknown signature {signature!r}; valid signatures are {valid}.")
+        raise ValueError(
+            f"unknown signature {signature!r}; valid signatures are {valid}."
+            + _closest(key, SIGNATURES)
+        )
     return key
 
 
 def _check_time_mode(time: object) -> str:
     if not isinstance(time, str) or time not in TIME_MODES:
         valid = "; ".join(f"{name!r}: {meaning}" for name, meaning in TIME_MODES.items())
-        raise ValueError(f"unknown time mode {time!r}; valid time modes are {valid}.")
+        hint = _closest(time.lower(), TIME_MODES) if isinstance(time, str) else ""
+        raise ValueError(f"unknown time mode {time!r}; valid time modes are {valid}.{hint}")
     return time
 
 

@@ -344,6 +344,27 @@ def test_unknown_signature_lists_the_valid_ones(signature: str) -> None:
         assert repr(valid) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("argument", "value", "suggestion"),
+    [
+        ("signature", "x, time", "'x, t'"),
+        ("time", "Vector", "'vector'"),
+        ("time", "col", "'column'"),
+        ("time", "per_sample", None),
+    ],
+)
+def test_unknown_value_suggests_the_closest(
+    argument: str, value: str, suggestion: str | None
+) -> None:
+    arguments = {"signature": "x, t", "time": "vector", argument: value}
+    with pytest.raises(ValueError, match="unknown") as info:
+        as_field(make_net("x, t", "vector"), **arguments)
+    if suggestion is None:
+        assert "Did you mean" not in str(info.value)
+    else:
+        assert f"Did you mean {suggestion}?" in str(info.value)
+
+
 def test_signature_must_be_a_string() -> None:
     with pytest.raises(TypeError, match="signature must be a string"):
         as_field(make_net("x, t", "vector"), signature=("x", "t"), time="vector")  # type: ignore[arg-type]
