@@ -91,7 +91,8 @@ class ExternalField(VectorField):
 
     Attributes:
         net: the wrapped network (a registered submodule when it is an
-            ``nn.Module``, so its parameters belong to the field).
+            ``nn.Module``, so its parameters belong to the field; for a bound
+            method of a module, that module is registered as ``net_owner``).
         signature: the argument order, a key of :data:`SIGNATURES`.
         time: how time is handed to the network, a key of :data:`TIME_MODES`.
         reverse_time: whether the network's time runs from data (0) to noise (1).
@@ -127,6 +128,9 @@ class ExternalField(VectorField):
             self.net = net
         else:
             self._net_callable = net
+            owner = getattr(net, "__self__", None)  # a bound method such as model.velocity
+            if isinstance(owner, nn.Module):
+                self.net_owner = owner
         self._extra_values: dict[str, Any] = {}
         for name, value in dict(extras or {}).items():
             if not isinstance(name, str) or not name.isidentifier():
@@ -273,8 +277,8 @@ def as_field(
     """Wrap a network trained elsewhere as a flowkit vector field ``f(t, x)``.
 
     Arguments:
-        net: the network (an ``nn.Module``, whose parameters then belong to the
-            field, or any callable).
+        net: the network: an ``nn.Module`` or a method of one (whose
+            parameters then belong to the field), or any callable.
         signature: the order of its arguments: ``"t, x"``, ``"x, t"``, or
             ``"x"`` for a network taking time concatenated to ``x`` (see
             :data:`SIGNATURES`).

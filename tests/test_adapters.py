@@ -277,6 +277,22 @@ def test_module_parameters_belong_to_the_field_and_train() -> None:
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
 
 
+def test_bound_method_registers_its_module() -> None:
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(3, 2)
+
+        def velocity(self, x: Tensor, t: Tensor) -> Tensor:
+            return self.linear(torch.cat([x, t[:, None]], dim=-1))
+
+    model = Model()
+    field = as_field(model.velocity, signature="x, t", time="vector", dim=2)
+    assert {id(p) for p in field.parameters()} == {id(p) for p in model.parameters()}
+    field.to(torch.float32)
+    assert model.linear.weight.dtype == torch.float32
+
+
 def test_tensor_extras_move_with_the_field() -> None:
     net = make_net("x, t", "vector")
     cond = torch.ones(4, 1, dtype=torch.float32)
