@@ -6,6 +6,7 @@ plugin: the registry is built on first use (:func:`get_registry`).
 """
 
 from flowkit._version import __version__
+from flowkit.adapters import as_field
 from flowkit.cnf import CNF, CNFSequence, compose
 from flowkit.compat import Compatibility, check_compatibility, ensure_compatible
 from flowkit.errors import (
@@ -58,6 +59,7 @@ __all__ = [
     "UnknownComponentError",
     "VectorField",
     "__version__",
+    "as_field",
     "build_registry",
     "check_compatibility",
     "compose",
