@@ -163,3 +163,8 @@ def test_ot_coupling_lowers_the_loss_of_the_straight_field_it_implies() -> None:
 def test_bad_options_are_refused(options: dict, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         flow_matching_loss(lambda t, x: x, torch.zeros(4, 2), torch.zeros(4, 2), **options)
+
+
+def test_an_empty_batch_is_refused_instead_of_giving_nan() -> None:
+    with pytest.raises(ValueError, match="at least one sample"):
+        flow_matching_loss(lambda t, x: x, torch.zeros(0, 2), torch.zeros(0, 2))

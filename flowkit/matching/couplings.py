@@ -15,8 +15,13 @@ any context. Callers that want couplings within one context must group the
 batch by context and couple each group separately.
 
 The assignment is solved by :func:`scipy.optimize.linear_sum_assignment` (the
-Jonker-Volgenant algorithm, O(n^3), exact); ``benchmarks/ot_coupling.py``
-compares it with POT's network simplex (``ot.emd``) at batches 64 to 1024.
+Jonker-Volgenant algorithm, exact; scipy is already a dependency).
+``benchmarks/ot_coupling.py`` compares it with POT's network simplex
+(``ot.emd``): both reach the same minimum; on one loaded CPU thread scipy was
+faster at batches up to 128 (2-2.5x at d=2, 1.5-2x at d=32) and on par at d=32
+up to 1024, while POT was faster on 2-d data at large batches (2.4x at 512,
+about 5x at 1024, where scipy took 1.5 s). Groups of a few hundred samples keep
+the cost small in every case.
 
 References:
     Tong et al., "Improving and generalizing flow-based generative models with

@@ -158,8 +158,8 @@ def flow_matching_loss(
         The loss, a scalar (or ``(batch,)`` with ``reduction="none"``).
 
     Raises:
-        ValueError: for an unknown coupling or reduction, a negative sigma, or
-            shapes that do not match.
+        ValueError: for an unknown coupling or reduction, a negative sigma, an
+            empty batch, or shapes that do not match.
         PluginContractError: for a field that breaks the field contract.
 
     References:
@@ -177,6 +177,8 @@ def flow_matching_loss(
             f"Unknown reduction {reduction!r}; choose one of: {', '.join(REDUCTIONS)}."
         )
     sigma = check_sigma(sigma)
+    if isinstance(x0, Tensor) and x0.ndim >= 1 and x0.shape[0] == 0:
+        raise ValueError("flow_matching_loss needs at least one sample; x0 and x1 are empty.")
     pair = couple(x0, x1, coupling, context=context)
     if t is None:
         t = sample_times(x0.shape[0], generator=generator, dtype=x0.dtype, device=x0.device)

@@ -39,6 +39,9 @@ __all__ = ["check_sigma", "sample_times", "straight_path"]
 def check_sigma(sigma: object) -> float:
     """``sigma`` as a float, checked to be finite and non-negative.
 
+    Arguments:
+        sigma: the width of the conditional path (a real number, not a bool).
+
     Raises:
         TypeError: if ``sigma`` is not a real number.
         ValueError: if it is negative or not finite.
