@@ -10,7 +10,8 @@ of x1 - x0 on x_t:
 It minimises the flow-matching loss, so the loss gradient in the direction of any
 perturbation v vanishes at u (statistically) and not at u + theta v; and for
 sigma = 0 its flow carries N(0, I) to N(t mu, V(t) I), which a flowkit CNF built
-on it reproduces in log-density.
+on it reproduces in log-density. Conditionally, with x1 | c ~ N(c, s^2 I), the same
+formula with mu = c is the minimiser among fields that see the context c.
 """
 
 from __future__ import annotations
@@ -48,34 +49,52 @@ class MarginalVelocity(nn.Module):
         return u + self.theta * (torch.sin(x) + t)
 
 
+class ConditionalMarginalVelocity(MarginalVelocity):
+    """The marginal velocity given the context: the data mean is the context row."""
+
+    def forward(self, t: Tensor, x: Tensor, context: Tensor) -> Tensor:
+        t = torch.as_tensor(t, dtype=x.dtype)
+        slope = (t * S**2 - (1 - t)) / variance(t, self.sigma)
+        u = context + slope * (x - t * context)
+        return u + self.theta * (torch.sin(x) + t)
+
+
 def _gradient_statistics(
-    sigma: float, theta: float, chunks: int = 100, batch: int = 200
+    sigma: float, theta: float, chunks: int = 100, batch: int = 200, conditional: bool = False
 ) -> tuple[float, float]:
-    """Mean and standard error of the loss gradient in theta over independent minibatches."""
+    """Mean and standard error of the loss gradient in theta over independent minibatches.
+
+    Conditional: x1 | c ~ N(c, s^2 I) with c ~ MU + N(0, I), the field sees c as context.
+    """
     g = torch.Generator().manual_seed(2024)
-    field = MarginalVelocity(sigma, theta)
+    field = (ConditionalMarginalVelocity if conditional else MarginalVelocity)(sigma, theta)
     grads = []
     for _ in range(chunks):
         x0 = torch.randn(batch, 2, generator=g)
-        x1 = MU + S * torch.randn(batch, 2, generator=g)
-        loss = flow_matching_loss(field, x0, x1, sigma=sigma, generator=g)
+        context = MU + torch.randn(batch, 2, generator=g) if conditional else None
+        x1 = (MU if context is None else context) + S * torch.randn(batch, 2, generator=g)
+        loss = flow_matching_loss(field, x0, x1, sigma=sigma, context=context, generator=g)
         (grad,) = torch.autograd.grad(loss, field.theta)
         grads.append(grad)
     values = torch.stack(grads)
     return float(values.mean()), float(values.std() / math.sqrt(chunks))
 
 
+@pytest.mark.parametrize("conditional", [False, True])
 @pytest.mark.parametrize("sigma", [0.0, 0.3])
-def test_loss_gradient_vanishes_at_the_marginal_velocity(sigma: float) -> None:
-    mean, stderr = _gradient_statistics(sigma, theta=0.0)
+def test_loss_gradient_vanishes_at_the_marginal_velocity(sigma: float, conditional: bool) -> None:
+    mean, stderr = _gradient_statistics(sigma, theta=0.0, conditional=conditional)
     assert abs(mean) < 4 * stderr, (mean, stderr)
 
 
+@pytest.mark.parametrize("conditional", [False, True])
 @pytest.mark.parametrize("sigma", [0.0, 0.3])
 @pytest.mark.parametrize("theta", [-0.2, 0.2])
-def test_loss_gradient_is_significant_at_a_perturbed_field(sigma: float, theta: float) -> None:
+def test_loss_gradient_is_significant_at_a_perturbed_field(
+    sigma: float, theta: float, conditional: bool
+) -> None:
     """d/dtheta E||u + theta v - target||^2 = 2 theta E||v||^2: the sign of theta, far from 0."""
-    mean, stderr = _gradient_statistics(sigma, theta)
+    mean, stderr = _gradient_statistics(sigma, theta, conditional=conditional)
     assert math.copysign(1.0, mean) == math.copysign(1.0, theta)
     assert abs(mean) > 10 * stderr, (mean, stderr)
 
