@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+import flowkit
 from flowkit.errors import PluginContractError
 from flowkit.matching import flow_matching_loss, rectified_flow_loss, reflow_pairs
 
@@ -88,3 +89,22 @@ def test_rectified_flow_loss_is_flow_matching_on_the_fixed_pairs() -> None:
         field, pairs.z, pairs.x, coupling="independent", context=pairs.context, t=t
     )
     assert torch.equal(rectified_flow_loss(field, pairs, t=t), expected)
+
+
+def test_pairs_from_a_flowkit_cnf_sampler_are_its_transform() -> None:
+    torch.manual_seed(0)
+    model = flowkit.CNF(
+        "mlp",
+        "rk4",
+        "exact",
+        "backprop",
+        dim=2,
+        field_options={"hidden": (8,)},
+        integrator_options={"n_steps": 4},
+    )
+    z = torch.randn(6, 2)
+    pairs = reflow_pairs(model.transform, z, batch_size=4)
+    with torch.no_grad():
+        assert torch.equal(pairs.x[:4], model.transform(z[:4]))
+        assert torch.equal(pairs.x[4:], model.transform(z[4:]))
+    torch.testing.assert_close(pairs.x, model.transform(z).detach(), rtol=1e-12, atol=1e-12)
