@@ -18,6 +18,7 @@ from flowkit import registry as registry_module
 from flowkit.cli.app import _attach_subcommands, app
 from flowkit.interfaces import Integrator
 from flowkit.registry import build_registry, reset_registry
+from flowkit.registry import building as registry_building
 
 _attach_subcommands()
 runner = CliRunner()
@@ -139,7 +140,7 @@ def bad_plugins_installed(monkeypatch: pytest.MonkeyPatch):
             "flowkit-typo",
         ),
     ]
-    monkeypatch.setattr(registry_module, "entry_points", lambda *, group: list(installed))
+    monkeypatch.setattr(registry_building, "entry_points", lambda *, group: list(installed))
     monkeypatch.delenv(registry_module.AUTOLOAD_ENV, raising=False)
     monkeypatch.delenv(registry_module.BLOCK_ENV, raising=False)
     reset_registry()
