@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from flowkit.registry.building import build_registry
 from flowkit.registry.global_registry import get_registry, reset_registry
-from flowkit.registry.lookup import Registry
+from flowkit.registry.lookup import REGISTRY_OPTION, Registry
 from flowkit.registry.sources import AUTOLOAD_ENV, BLOCK_ENV, BUILTIN_PLUGINS
 from flowkit.registry.specs import BrokenPlugin, Combination, ComponentSpec, NameConflict
 
@@ -46,6 +46,7 @@ __all__ = [
     "Combination",
     "ComponentSpec",
     "NameConflict",
+    "REGISTRY_OPTION",
     "Registry",
     "build_registry",
     "get_registry",

@@ -22,7 +22,13 @@ from flowkit.registry.specs import (
     origin_of,
 )
 
-__all__ = ["Registry"]
+__all__ = ["REGISTRY_OPTION", "Registry"]
+
+REGISTRY_OPTION = "registry"
+"""The option (and attribute) through which a component receives the registry
+that resolves the names it holds."""
+
+_ABSENT = object()
 
 
 class Registry:
@@ -112,6 +118,10 @@ class Registry:
     def create(self, kind: str, name: str, /, **options: Any) -> Any:
         """Build the component ``name`` of ``kind`` with validated options.
 
+        A factory that takes a ``registry`` keyword (a component that resolves
+        further names itself, such as the adjoint's ``backward_integrator``) is
+        given this registry, unless the options name one.
+
         Raises:
             UnknownComponentError: for an unknown name.
             PluginConflictError: for a name several plugins registered.
@@ -130,6 +140,8 @@ class Registry:
                     f"{kind_info(kind).label} {spec.name!r}. Valid options: "
                     f"{', '.join(sorted(valid)) or '(none)'}."
                 )
+            if REGISTRY_OPTION in valid and options.get(REGISTRY_OPTION) is None:
+                options[REGISTRY_OPTION] = self
         component = spec.factory(**options)
         problem = component_problem(component, kind)
         if problem is not None:
@@ -147,11 +159,17 @@ class Registry:
     def resolve(self, kind: str, component: Any, options: dict[str, Any] | None = None) -> Any:
         """A component given by registered name (built with ``options``) or by instance.
 
+        An instance with a ``registry`` attribute left at ``None`` (one that
+        resolves further names itself) is given this registry, so that the
+        registry of the entry point it was passed to is honoured throughout.
+
         Raises:
             TypeError: if options are given together with an instance.
         """
         if isinstance(component, str):
             return self.create(kind, component, **(options or {}))
+        if getattr(component, REGISTRY_OPTION, _ABSENT) is None:
+            setattr(component, REGISTRY_OPTION, self)
         if options:
             raise TypeError(
                 f"Options {sorted(options)} were given for a {kind_info(kind).label} passed as an "
