@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from flowkit.bench import BenchConfig, BenchSelectionError, Selection, plan_tasks
 from flowkit.bench.selection import expand_patterns, parse_patterns, select_combinations
-from flowkit.cli.app import _attach_subcommands, app
+from flowkit.cli.app import app, attach_subcommands
 
 
 def test_star_matches_every_registered_name() -> None:
@@ -94,7 +94,7 @@ def test_plan_is_deterministic() -> None:
 
 
 def test_cli_reports_bad_selection_with_exit_code_2() -> None:
-    _attach_subcommands()
+    attach_subcommands()
     result = CliRunner().invoke(app, ["bench", "--integrators", "no_such_solver", "--no-progress"])
     assert result.exit_code == 2
     assert "No integrator matches 'no_such_solver'" in result.output
