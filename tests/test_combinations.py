@@ -44,8 +44,10 @@ PROFILE = settings._current_profile  # the profile conftest.py loaded
 _SELECTION = os.environ.get("FLOWKIT_COMBINATIONS", "")
 if _SELECTION not in ("", "all", "cover"):
     raise ValueError(f"FLOWKIT_COMBINATIONS must be 'all' or 'cover', got {_SELECTION!r}")
-VALID = select_combinations({"all": "nightly", "cover": "ci"}.get(_SELECTION, PROFILE))
-INVALID = select_combinations(PROFILE, valid=False)
+VALID = select_combinations(
+    {"all": "nightly", "cover": "ci"}.get(_SELECTION, PROFILE), suite_registry()
+)
+INVALID = select_combinations(PROFILE, suite_registry(), valid=False)
 # Hypothesis's pytest plugin wraps a parametrised test's settings once per item
 # (each wrap's parent is the previous one), and reading a setting walks that
 # chain recursively: with the full product (~1300 items per test) it passes
