@@ -194,3 +194,9 @@ def test_a_composition_has_no_single_data_time(explicit: Registry) -> None:
     model = compose(_cnf(explicit, "backprop"))
     with pytest.raises(TypeError, match="no single data time t1"):
         model.log_prob_and_regularization(torch.ones(2, 2), t1=0.5)
+
+
+def test_the_suite_registry_holds_the_builtins_only(registry: Registry) -> None:
+    """Installed plugins do not change the test suite: no entry point is loaded."""
+    assert {spec.distribution for spec in registry.specs()} == {"flowkit"}
+    assert global_registry.get_registry() is registry  # what CNF(...) without registry= uses
