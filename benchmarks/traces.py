@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from flowkit import check_compatibility, get_registry
+from flowkit import Registry, check_compatibility, get_registry
 from flowkit.bench.timing import stopwatch
 
 __all__ = ["main", "run"]
@@ -69,10 +69,15 @@ def _one_call(estimator: Any, field: Any, t: torch.Tensor, x: torch.Tensor, mode
 
 
 def run(
-    dims: list[int], batch: int, reps: int, draws: int, hidden: tuple[int, ...], seed: int
+    dims: list[int],
+    batch: int,
+    reps: int,
+    draws: int,
+    hidden: tuple[int, ...],
+    seed: int,
+    registry: Registry,
 ) -> dict[str, Any]:
     """Time and measure every estimator at every ``dim``; returns the JSON record."""
-    registry = get_registry()
     estimators = _estimators(registry)
     names = sorted(estimators)
     results: list[dict[str, Any]] = []
@@ -194,7 +199,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     if args.quick:
         args.dims, args.reps, args.draws, args.batch = [2, 8, 32], 3, 8, 128
-    record = run(args.dims, args.batch, args.reps, args.draws, tuple(args.hidden), args.seed)
+    record = run(
+        args.dims,
+        args.batch,
+        args.reps,
+        args.draws,
+        tuple(args.hidden),
+        args.seed,
+        registry=get_registry(),  # the script's entry point
+    )
     record["config"]["quick"] = args.quick
     _print_table(record)
     args.out.mkdir(parents=True, exist_ok=True)

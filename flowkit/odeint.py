@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import Tensor
 
-from flowkit.registry import get_registry
+from flowkit.registry import Registry, get_registry
 from flowkit.solution import Solution
 from flowkit.solve import solve
 from flowkit.state import Dynamics, State
@@ -41,14 +41,17 @@ def odeint_solution(
     options: dict[str, Any] | None = None,
     gradient_options: dict[str, Any] | None = None,
     params: Sequence[Tensor] | None = None,
+    registry: Registry | None = None,
 ) -> Solution:
     """Like :func:`odeint`, returning the full :class:`~flowkit.solution.Solution`.
 
     Arguments:
-        func, y0, t, method, gradient, rtol, atol, options: as in :func:`odeint`.
+        func, y0, t, method, gradient, rtol, atol, options, registry: as in :func:`odeint`.
         gradient_options: options of the gradient strategy.
         params: tensors ``func`` depends on that need gradients (default: the
             parameters of ``func`` when it is an ``nn.Module``).
+        registry: the registry to resolve ``method`` and ``gradient`` in
+            (default: the global one).
 
     Returns:
         The states at ``t`` (``solution.ys``) and statistics (``solution.stats``).
@@ -59,7 +62,8 @@ def odeint_solution(
             tolerances, or an unknown option, naming the valid ones.
     """
     integrator_options = dict(options or {})
-    spec = get_registry().get("integrator", method)
+    registry = registry if registry is not None else get_registry()
+    spec = registry.get("integrator", method)
     accepted = spec.options()
     for name, value in (("rtol", rtol), ("atol", atol)):
         if value is None:
@@ -82,6 +86,7 @@ def odeint_solution(
         params=params,
         integrator_options=integrator_options,
         gradient_options=gradient_options,
+        registry=registry,
     )
 
 
@@ -95,6 +100,7 @@ def odeint(
     rtol: float | Tensor | None = None,
     atol: float | Tensor | None = None,
     options: dict[str, Any] | None = None,
+    registry: Registry | None = None,
 ) -> State:
     """Solve ``dy/dt = func(t, y)`` and return the states at the times ``t``.
 
@@ -108,6 +114,8 @@ def odeint(
         rtol, atol: tolerances, for integrators that take them (default: the
             integrator's own, 1e-7 and 1e-9 for the native adaptive ones).
         options: further integrator options (e.g. ``{"step_size": 0.1}``).
+        registry: the registry to resolve ``method`` and ``gradient`` in
+            (default: the global one, built on first use).
 
     Returns:
         A tensor of shape ``(len(t), *y0.shape)``, or a tuple of such tensors
@@ -131,5 +139,13 @@ def odeint(
         0.367879
     """
     return odeint_solution(
-        func, y0, t, method=method, gradient=gradient, rtol=rtol, atol=atol, options=options
+        func,
+        y0,
+        t,
+        method=method,
+        gradient=gradient,
+        rtol=rtol,
+        atol=atol,
+        options=options,
+        registry=registry,
     ).ys

@@ -6,6 +6,7 @@ benchmarks and users read function evaluations and step counts the same way.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -49,6 +50,39 @@ class SolverStats:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dictionary of the statistics."""
         return asdict(self)
+
+    @classmethod
+    def total(cls, stats: Iterable[SolverStats | None]) -> SolverStats | None:
+        """The counts of several solves summed (``None`` entries skipped).
+
+        Function evaluations and accepted and rejected steps are added, forward
+        and backward; the status is the last unsuccessful one (``"success"``
+        when all succeeded). Per-solve values (step size, time reached, extras)
+        are not summed and stay unset.
+
+        Returns:
+            The sum, or ``None`` when no statistics were given.
+        """
+        present = [s for s in stats if s is not None]
+        if not present:
+            return None
+        total = cls()
+        for s in present:
+            for name in _SUMMED:
+                setattr(total, name, getattr(total, name) + getattr(s, name))
+            if s.status != "success":
+                total.status = s.status
+        return total
+
+
+_SUMMED = (
+    "nfe",
+    "n_accepted",
+    "n_rejected",
+    "backward_nfe",
+    "backward_n_accepted",
+    "backward_n_rejected",
+)
 
 
 @dataclass

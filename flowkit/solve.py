@@ -34,7 +34,7 @@ from torch import Tensor
 from flowkit.compat import ensure_compatible
 from flowkit.errors import PluginContractError
 from flowkit.interfaces import GradientStrategy, Integrator
-from flowkit.registry import Registry, get_registry
+from flowkit.registry import REGISTRY_OPTION, Registry, get_registry
 from flowkit.solution import Solution
 from flowkit.state import Dynamics, State, as_tuple, check_state, like
 
@@ -96,6 +96,21 @@ def check_times(t: object, y0: State) -> Tensor:
     return t
 
 
+def _holds_names(component: object) -> bool:
+    """Whether ``component`` is a name, or an instance waiting for a registry to resolve its own."""
+    return isinstance(component, str) or getattr(component, REGISTRY_OPTION, False) is None
+
+
+def _instance(label: str, component: Any, options: dict[str, Any] | None) -> Any:
+    """A component passed as an instance, with no options beside it."""
+    if options:
+        raise TypeError(
+            f"Options {sorted(options)} were given for a {label} passed as an instance; "
+            "configure the instance itself, or pass its registered name."
+        )
+    return component
+
+
 def resolve_solver(
     integrator: str | Integrator,
     gradient: str | GradientStrategy = "backprop",
@@ -106,14 +121,24 @@ def resolve_solver(
 ) -> tuple[Integrator, GradientStrategy]:
     """Build (or accept) an integrator and a gradient strategy, checking they fit.
 
+    Names are resolved in ``registry``. Instances are taken as they are; one
+    that resolves names itself and has no registry yet is given ``registry``
+    (see :meth:`~flowkit.registry.Registry.resolve`). Only when names are
+    given without a registry is the global one used.
+
     Raises:
         UnknownComponentError, TypeError: for unknown names or options.
         IncompatibleComponentsError: when the strategy needs a capability the
             integrator lacks.
     """
-    registry = registry or get_registry()
-    solver = registry.resolve("integrator", integrator, integrator_options)
-    strategy = registry.resolve("gradient_strategy", gradient, gradient_options)
+    if registry is None and any(map(_holds_names, (integrator, gradient))):
+        registry = get_registry()  # names given here: solve is an entry point
+    if registry is None:
+        solver = _instance("integrator", integrator, integrator_options)
+        strategy = _instance("gradient strategy", gradient, gradient_options)
+    else:
+        solver = registry.resolve("integrator", integrator, integrator_options)
+        strategy = registry.resolve("gradient_strategy", gradient, gradient_options)
     ensure_compatible(integrator=solver, gradient=strategy)
     return solver, strategy
 
@@ -141,7 +166,8 @@ def solve(
         params: tensors ``func`` depends on that need gradients (default: the
             parameters of ``func`` when it is an ``nn.Module``).
         integrator_options, gradient_options: options for components given by name.
-        registry: the registry to resolve names in (default: the global one).
+        registry: the registry to resolve names in (default: the global one,
+            built only when a name is given).
 
     Returns:
         The :class:`~flowkit.solution.Solution`: states at ``t`` and statistics.

@@ -1,8 +1,8 @@
 """States of an ODE solve: a tensor or a tuple of tensors, and helpers for both.
 
 The CNF integrates the augmented state ``(x, delta_logp, ...)``; every
-integrator and gradient strategy accepts a tuple state. Helpers here apply an
-operation leaf by leaf so that components need not special-case tuples.
+integrator and gradient strategy accepts a tuple state. The helpers here
+convert between the two forms so that components need not special-case tuples.
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ __all__ = [
     "as_tuple",
     "check_state",
     "flatten_state",
-    "is_tuple_state",
     "like",
-    "state_map",
-    "state_map2",
     "unflatten_state",
 ]
 
@@ -33,11 +30,6 @@ Dynamics = Callable[[Tensor, State], State]
 """A right-hand side ``g(t, y)`` returning a state of the same structure as ``y``."""
 
 
-def is_tuple_state(y: State) -> bool:
-    """True when ``y`` is a tuple of tensors rather than a single tensor."""
-    return isinstance(y, tuple)
-
-
 def as_tuple(y: State) -> tuple[Tensor, ...]:
     """The leaves of ``y`` as a tuple (a single tensor becomes a 1-tuple)."""
     return y if isinstance(y, tuple) else (y,)
@@ -46,20 +38,6 @@ def as_tuple(y: State) -> tuple[Tensor, ...]:
 def like(template: State, leaves: tuple[Tensor, ...]) -> State:
     """Rebuild a state with the structure of ``template`` from ``leaves``."""
     return leaves if isinstance(template, tuple) else leaves[0]
-
-
-def state_map(fn: Callable[[Tensor], Tensor], y: State) -> State:
-    """Apply ``fn`` to every leaf of ``y``, keeping the structure."""
-    if isinstance(y, tuple):
-        return tuple(fn(leaf) for leaf in y)
-    return fn(y)
-
-
-def state_map2(fn: Callable[[Tensor, Tensor], Tensor], a: State, b: State) -> State:
-    """Apply ``fn`` leafwise to two states of the same structure."""
-    if isinstance(a, tuple):
-        return tuple(fn(x, y) for x, y in zip(a, b, strict=True))
-    return fn(a, b)  # type: ignore[arg-type]
 
 
 def flatten_state(y: State) -> Tensor:

@@ -27,7 +27,7 @@ from torch import Tensor
 from flowkit.adjoint import adjoint_solve, resolve_params
 from flowkit.hookspecs import Register, hookimpl
 from flowkit.interfaces import GradientStrategy, Integrator
-from flowkit.registry import Registry, get_registry
+from flowkit.registry import Registry
 from flowkit.solution import Solution
 from flowkit.state import Dynamics, State
 
@@ -96,7 +96,8 @@ class Adjoint(GradientStrategy):
             control (Kidger et al. 2021); needs an adaptive backward integrator
             that takes a ``norm`` option.
         registry: the registry that resolves ``backward_integrator`` names
-            (default: the global one).
+            (default: the registry that builds the strategy by name, or the
+            one of the CNF, ``odeint`` or ``solve`` it is handed to).
 
     Raises:
         TypeError: for an invalid option.
@@ -151,8 +152,13 @@ class Adjoint(GradientStrategy):
                     "backward_options need a backward_integrator name: the forward integrator "
                     f"{type(integrator).__name__} was not built from the registry."
                 )
-        registry = self.registry or get_registry()
-        return registry.create("integrator", name, **self.backward_options)  # type: ignore[no-any-return]
+        if self.registry is None:
+            raise TypeError(
+                f"backward_integrator {name!r} is a name, but this adjoint has no registry to "
+                "resolve it in: pass registry=..., pass an Integrator instance, or hand the "
+                "strategy to CNF, odeint or solve, which give it theirs."
+            )
+        return self.registry.create("integrator", name, **self.backward_options)  # type: ignore[no-any-return]
 
     def solve(
         self,

@@ -4,6 +4,11 @@ Profiles (chosen with ``FLOWKIT_HYPOTHESIS_PROFILE``; default ``ci`` when the
 ``CI`` environment variable is set, else ``dev``):
 ``dev`` quick and random; ``ci`` deterministic (derandomised, no database, no
 deadline); ``nightly`` many more examples.
+
+Registry: tests resolve names in :func:`registry_helpers.suite_registry`
+(built-ins, no entry-point autoload), given as the ``registry`` fixture and
+installed as the global registry for each test, so that installed plugins do
+not change the suite. Tests about discovery build their own.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from collections.abc import Iterator
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+from registry_helpers import suite_registry
+
+from flowkit.registry import Registry, reset_registry
 
 settings.register_profile(
     "dev", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -46,3 +54,17 @@ def _float64_default() -> Iterator[None]:
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    """The suite's registry: the built-in components, no entry-point autoload."""
+    return suite_registry()
+
+
+@pytest.fixture(autouse=True)
+def _suite_global_registry() -> Iterator[None]:
+    """The suite's registry stands in for the global one during each test."""
+    reset_registry(suite_registry())
+    yield
+    reset_registry(suite_registry())

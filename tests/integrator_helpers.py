@@ -6,8 +6,9 @@ import math
 from typing import Any
 
 import torch
+from registry_helpers import suite_registry
 
-from flowkit.registry import ComponentSpec, get_registry
+from flowkit.registry import ComponentSpec
 from flowkit.state import State, as_tuple
 from flowkit.testing.order import pinned_step_options
 
@@ -22,12 +23,12 @@ __all__ = [
     "tolerance_options",
 ]
 
-INTEGRATORS = get_registry().names("integrator")
+INTEGRATORS = suite_registry().names("integrator")
 
 
 def spec(name: str) -> ComponentSpec:
     """The registry spec of an integrator."""
-    return get_registry().get("integrator", name)
+    return suite_registry().get("integrator", name)
 
 
 def accepted_options(name: str) -> set[str] | None:
@@ -54,7 +55,7 @@ def accuracy_tolerance(name: str) -> float:
 
 def run(name: str, func: Any, y0: State, t: torch.Tensor, **options: Any):
     """Create the integrator with ``options`` and integrate."""
-    return get_registry().create("integrator", name, **options).integrate(func, y0, t)
+    return suite_registry().create("integrator", name, **options).integrate(func, y0, t)
 
 
 def max_error(ys: State, exact: State, *, relative: bool = True) -> float:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from registry_helpers import suite_registry
 
 from flowkit.bench.peers import PEERS, PeerUnavailableError, make_peer, peer_status
 from flowkit.bench.suites.accuracy import closed_form_log_prob
 from flowkit.cnf import CNF
-from flowkit.registry import get_registry
 
 
 def _linear_field(d: int, seed: int) -> torch.nn.Module:
     g = torch.Generator().manual_seed(seed)
     matrix = 0.5 * torch.randn(d, d, generator=g)
     bias = 0.3 * torch.randn(d, generator=g)
-    return get_registry().create("vector_field", "linear", dim=d, matrix=matrix, bias=bias)
+    return suite_registry().create("vector_field", "linear", dim=d, matrix=matrix, bias=bias)
 
 
 AVAILABLE = [name for name in PEERS if peer_status(name) is None]
@@ -60,7 +60,7 @@ def test_peer_hutchinson_is_unbiased(peer: str) -> None:
 def test_peers_and_flowkit_agree_on_a_neural_field() -> None:
     d = 2
     torch.manual_seed(5)
-    field = get_registry().create("vector_field", "mlp", dim=d, hidden=(16, 16))
+    field = suite_registry().create("vector_field", "mlp", dim=d, hidden=(16, 16))
     x = torch.randn(8, d)
     cnf = CNF(
         field, "dopri5", "exact", "backprop", dim=d, integrator_options={"rtol": 1e-9, "atol": 1e-9}

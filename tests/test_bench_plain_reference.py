@@ -10,16 +10,16 @@ from types import ModuleType
 
 import pytest
 import torch
+from registry_helpers import suite_registry
 
 from flowkit.bench.peers.torchdiffeq_plain import PlainCNF
-from flowkit.registry import get_registry
 
 TRAINING_BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "training.py"
 
 
 def _field() -> torch.nn.Module:
     torch.manual_seed(0)
-    return get_registry().create("vector_field", "mlp", dim=3, hidden=(16, 16))
+    return suite_registry().create("vector_field", "mlp", dim=3, hidden=(16, 16))
 
 
 def _load_training_benchmark() -> ModuleType:

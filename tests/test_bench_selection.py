@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import pytest
+from registry_helpers import suite_registry
 from typer.testing import CliRunner
 
 from flowkit.bench import BenchConfig, BenchSelectionError, Selection, plan_tasks
 from flowkit.bench.selection import expand_patterns, parse_patterns, select_combinations
-from flowkit.cli.app import _attach_subcommands, app
-from flowkit.registry import get_registry
+from flowkit.cli.app import app, attach_subcommands
 
 
 def test_star_matches_every_registered_name() -> None:
-    registry = get_registry()
+    registry = suite_registry()
     for kind in ("vector_field", "integrator", "trace_estimator", "gradient_strategy"):
         assert expand_patterns(registry, kind, ["*"]) == registry.names(kind)
 
 
 def test_glob_and_alias_resolve_to_canonical_names() -> None:
-    registry = get_registry()
+    registry = suite_registry()
     spec = next(s for s in registry.specs("integrator") if s.aliases)
     assert expand_patterns(registry, "integrator", [spec.aliases[0]]) == [spec.name]
     prefix = spec.name[:3]
@@ -41,7 +41,7 @@ def test_parse_patterns_splits_and_rejects_empty() -> None:
 
 @pytest.mark.parametrize("pattern", ["no_such_solver", "zz*"])
 def test_pattern_matching_nothing_lists_what_exists(pattern: str) -> None:
-    registry = get_registry()
+    registry = suite_registry()
     with pytest.raises(BenchSelectionError) as info:
         expand_patterns(registry, "integrator", [pattern])
     message = str(info.value)
@@ -51,7 +51,7 @@ def test_pattern_matching_nothing_lists_what_exists(pattern: str) -> None:
 
 def _incompatible_trace_and_field() -> tuple[str, str, str]:
     """A (trace, field, reason word) pair the compatibility function refuses."""
-    registry = get_registry()
+    registry = suite_registry()
     for combo in registry.combinations(valid=False):
         if any("has_divergence" in r for r in combo.compatibility.reasons):
             return combo.trace.name, combo.field.name, "has_divergence"
@@ -62,7 +62,7 @@ def test_incompatible_explicit_pair_is_an_error_with_the_reason() -> None:
     trace, field, word = _incompatible_trace_and_field()
     selection = Selection(fields=(field,), traces=(trace,))
     with pytest.raises(BenchSelectionError) as info:
-        select_combinations(get_registry(), selection, {})
+        select_combinations(suite_registry(), selection, {})
     assert trace in str(info.value) and word in str(info.value)
 
 
@@ -71,7 +71,7 @@ def test_glob_keeps_compatible_and_records_excluded() -> None:
     selection = Selection(
         fields=(field,), integrators=("dopri5",), traces=("*",), gradients=("backprop",)
     )
-    result = select_combinations(get_registry(), selection, {})
+    result = select_combinations(suite_registry(), selection, {})
     assert all(c.compatibility.ok for c in result.combinations)
     assert any(trace in cid for cid, _ in result.excluded)
     assert all(c.trace.name != trace for c in result.combinations)
@@ -94,7 +94,7 @@ def test_plan_is_deterministic() -> None:
 
 
 def test_cli_reports_bad_selection_with_exit_code_2() -> None:
-    _attach_subcommands()
+    attach_subcommands()
     result = CliRunner().invoke(app, ["bench", "--integrators", "no_such_solver", "--no-progress"])
     assert result.exit_code == 2
     assert "No integrator matches 'no_such_solver'" in result.output

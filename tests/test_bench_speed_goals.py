@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from registry_helpers import suite_registry
 
 from flowkit.bench.peers import peer_status
 from flowkit.bench.selection import Selection
 from flowkit.bench.suites.base import PlanContext
 from flowkit.bench.suites.speed import SpeedSuite
-from flowkit.registry import get_registry
 
 pytestmark = pytest.mark.skipif(peer_status("zuko") is not None, reason="zuko not installed")
 
@@ -28,7 +28,7 @@ STEP_TIMES = {
 def _results() -> list[dict[str, Any]]:
     """Aggregated results of the planned speed tasks, with :data:`STEP_TIMES` as medians."""
     ctx = PlanContext(
-        get_registry(),
+        suite_registry(),
         Selection(traces=("exact", "hutchinson"), gradients=("adjoint", "backprop")),
         peers=("zuko",),
     )

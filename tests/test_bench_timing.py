@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from registry_helpers import suite_registry
 
 from flowkit.bench import timing
 from flowkit.bench.subjects import build_model
-from flowkit.registry import get_registry
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_model_timings_synchronize_the_device_of_the_data(
 
     monkeypatch.setattr(timing, "cuda_devices", spy)
     torch.manual_seed(0)
-    field = get_registry().create("vector_field", "mlp", dim=2, hidden=(8,))
+    field = suite_registry().create("vector_field", "mlp", dim=2, hidden=(8,))
     model = build_model(
         "flowkit",
         field,

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from flowkit.cli.app import _attach_subcommands, app
+from flowkit.cli.app import app, attach_subcommands
 from flowkit.train import CheckpointError, TrainConfig, Trainer, dump_toml, load_checkpoint
 from flowkit.train.trainer import TrainingDivergedError
 
-_attach_subcommands()
+attach_subcommands()
 runner = CliRunner()
 
 TINY: dict[str, Any] = {

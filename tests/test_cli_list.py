@@ -15,11 +15,12 @@ from typer.testing import CliRunner
 
 import flowkit
 from flowkit import registry as registry_module
-from flowkit.cli.app import _attach_subcommands, app
+from flowkit.cli.app import app, attach_subcommands
 from flowkit.interfaces import Integrator
 from flowkit.registry import build_registry, reset_registry
+from flowkit.registry import building as registry_building
 
-_attach_subcommands()
+attach_subcommands()
 runner = CliRunner()
 
 
@@ -139,7 +140,7 @@ def bad_plugins_installed(monkeypatch: pytest.MonkeyPatch):
             "flowkit-typo",
         ),
     ]
-    monkeypatch.setattr(registry_module, "entry_points", lambda *, group: list(installed))
+    monkeypatch.setattr(registry_building, "entry_points", lambda *, group: list(installed))
     monkeypatch.delenv(registry_module.AUTOLOAD_ENV, raising=False)
     monkeypatch.delenv(registry_module.BLOCK_ENV, raising=False)
     reset_registry()
@@ -243,3 +244,9 @@ def test_version_and_help() -> None:
     assert result.exit_code == 0 and flowkit.__version__ in result.stdout
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0 and "list" in result.stdout
+
+
+def test_attach_subcommands_adds_each_subcommand_once() -> None:
+    attach_subcommands()
+    names = [command.name for command in attach_subcommands().registered_commands]
+    assert sorted(names) == ["bench", "list", "train"]

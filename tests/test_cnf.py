@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from registry_helpers import suite_registry
 
 from flowkit import (
     CNF,
@@ -14,13 +15,12 @@ from flowkit import (
     InvalidInputError,
     UnknownComponentError,
     compose,
-    get_registry,
 )
 from flowkit.errors import PluginContractError
 from flowkit.testing import cnf_problems as P
 from flowkit.testing.tolerances import statistical_bound
 
-REGISTRY = get_registry()
+REGISTRY = suite_registry()
 TRACE_CAPS = {s.name: s.capabilities for s in REGISTRY.specs("trace_estimator")}
 FIELD_EXACT = [
     n for n, c in TRACE_CAPS.items() if not c["stochastic"] and not c["requires_divergence"]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from registry_helpers import suite_registry
 
-from flowkit import CNF, get_registry
+from flowkit import CNF
 from flowkit.testing import cnf_problems as P
 
-REGISTRY = get_registry()
+REGISTRY = suite_registry()
 INTEGRATORS = REGISTRY.names("integrator")
 EXACT_TRACES = [
     s.name for s in REGISTRY.specs("trace_estimator") if not s.capabilities["stochastic"]

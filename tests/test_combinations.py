@@ -28,10 +28,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from registry_helpers import suite_registry
 from torch import Tensor
 
 import flowkit
-from flowkit.registry import Combination, get_registry
+from flowkit.registry import Combination
 from flowkit.testing import strategies as fst
 from flowkit.testing.cnf_problems import affine_log_prob
 from flowkit.testing.combinations import select_combinations
@@ -43,8 +44,10 @@ PROFILE = settings._current_profile  # the profile conftest.py loaded
 _SELECTION = os.environ.get("FLOWKIT_COMBINATIONS", "")
 if _SELECTION not in ("", "all", "cover"):
     raise ValueError(f"FLOWKIT_COMBINATIONS must be 'all' or 'cover', got {_SELECTION!r}")
-VALID = select_combinations({"all": "nightly", "cover": "ci"}.get(_SELECTION, PROFILE))
-INVALID = select_combinations(PROFILE, valid=False)
+VALID = select_combinations(
+    {"all": "nightly", "cover": "ci"}.get(_SELECTION, PROFILE), suite_registry()
+)
+INVALID = select_combinations(PROFILE, suite_registry(), valid=False)
 # Hypothesis's pytest plugin wraps a parametrised test's settings once per item
 # (each wrap's parent is the previous one), and reading a setting walks that
 # chain recursively: with the full product (~1300 items per test) it passes
@@ -105,12 +108,12 @@ def _bound(combo: Combination, span: float, scale: Tensor) -> Tensor:
 def _field(combo: Combination, dim: int, seed: int, matrix=None):
     torch.manual_seed(seed)
     if combo.field.name == "linear" and matrix is not None:
-        return get_registry().create("vector_field", "linear", dim=dim, matrix=matrix)
+        return suite_registry().create("vector_field", "linear", dim=dim, matrix=matrix)
     options = {"dim": dim}
     accepted = combo.field.options()
     if accepted is not None and "hidden" in accepted:
         options["hidden"] = (8,)
-    return get_registry().create("vector_field", combo.field.name, **options)
+    return suite_registry().create("vector_field", combo.field.name, **options)
 
 
 @st.composite
@@ -200,7 +203,7 @@ def test_gradients(combo: Combination, problem) -> None:
 def test_every_removed_combination_really_raises() -> None:
     """The combinations removed at collection are exactly those the model refuses."""
     assert INVALID, "no incompatible combination exists to check"
-    registry = get_registry()
+    registry = suite_registry()
     for combo in INVALID:
         field_options = {"dim": 2}
         with pytest.raises(flowkit.IncompatibleComponentsError) as info:
@@ -217,7 +220,7 @@ def test_every_removed_combination_really_raises() -> None:
 
 def test_cover_includes_every_component() -> None:
     """The ``ci`` selection exercises every registered component of each kind."""
-    registry = get_registry()
+    registry = suite_registry()
     for kind, attr in (
         ("vector_field", "field"),
         ("integrator", "integrator"),

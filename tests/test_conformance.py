@@ -1,8 +1,10 @@
 """The public conformance kit: every built-in passes it, deliberately wrong plugins fail it.
 
-Components are read from the registry, so an installed third-party plugin is
-checked here with no edit. Each wrong plugin must fail with a message naming
-the property it breaks: proof that the checks can fail.
+Components are read from a registry built with discovery (entry points
+included), so an installed third-party plugin is checked here with no edit;
+this module is about discovery, unlike the rest of the suite. Each wrong
+plugin must fail with a message naming the property it breaks: proof that the
+checks can fail.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from flowkit.plugins.trace_estimators import ExactTrace
 from torch import Tensor, nn
 
 from flowkit.interfaces import GradientStrategy, VectorField
-from flowkit.registry import get_registry
+from flowkit.registry import build_registry, reset_registry
 from flowkit.rk import ButcherTableau, FixedStepRungeKutta
 from flowkit.testing.conformance import (
     ConformanceError,
@@ -27,7 +29,13 @@ from flowkit.testing.conformance import (
     check_vector_field,
 )
 
-REGISTRY = get_registry()
+REGISTRY = build_registry()
+
+
+@pytest.fixture(autouse=True)
+def _discovered_registry() -> None:
+    """The conformance checks resolve names in the discovered registry."""
+    reset_registry(REGISTRY)
 
 
 @pytest.mark.parametrize("name", REGISTRY.names("integrator"))

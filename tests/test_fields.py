@@ -7,12 +7,12 @@ import torch
 from flowkit.plugins.vector_fields import ACTIVATIONS, LinearField, MLPField
 from hypothesis import given
 from hypothesis import strategies as st
+from registry_helpers import suite_registry
 
-from flowkit import get_registry
 from flowkit.interfaces import VectorField
 from flowkit.testing import strategies as fst
 
-REGISTRY = get_registry()
+REGISTRY = suite_registry()
 FIELDS = REGISTRY.names("vector_field")
 SMALL = {"mlp": {"hidden": (8, 8)}, "concatsquash": {"hidden": (8,)}, "hypernet": {"width": 4}}
 

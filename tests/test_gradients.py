@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 import torch
+from registry_helpers import suite_registry
 from torch import Tensor, nn
 
 from flowkit.compat import check_compatibility
 from flowkit.errors import IncompatibleComponentsError
-from flowkit.registry import ComponentSpec, get_registry
+from flowkit.registry import ComponentSpec
 from flowkit.solution import Solution
 from flowkit.solve import solve
 from flowkit.testing.problems import LinearDynamics, expm_frechet
@@ -34,7 +35,7 @@ from flowkit.testing.tolerances import (
 
 __all__: list[str] = []
 
-REGISTRY = get_registry()
+REGISTRY = suite_registry()
 INTEGRATORS = REGISTRY.specs("integrator")
 GRADIENTS = REGISTRY.specs("gradient_strategy")
 VALID = [

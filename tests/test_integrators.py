@@ -30,8 +30,8 @@ from integrator_helpers import (
     spec,
     tolerance_options,
 )
+from registry_helpers import suite_registry
 
-from flowkit.registry import get_registry
 from flowkit.rk import PIController, mixed_rms_norm, rms_norm
 from flowkit.solution import Solution
 from flowkit.state import as_tuple
@@ -178,7 +178,7 @@ def test_convergence_order(name: str) -> None:
     order = s.capabilities["order"]
 
     def build(options: dict[str, Any]) -> Any:
-        return get_registry().create("integrator", name, **options)
+        return suite_registry().create("integrator", name, **options)
 
     measured = measure_order(build, s.capabilities, accepted_options(name))
     if measured is None:
@@ -333,7 +333,7 @@ def test_torchdiffeq_methods_are_registered_or_skipped_with_a_reason() -> None:
     pytest.importorskip("torchdiffeq")
     from flowkit.plugins import torchdiffeq_backend as backend
 
-    registry = get_registry()
+    registry = suite_registry()
     for method in backend.solver_table():
         name = f"torchdiffeq.{method}"
         if method in backend.SKIPPED:

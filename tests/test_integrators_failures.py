@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from integrator_helpers import INTEGRATORS, fixed_step_options, run, spec, tolerance_options
+from registry_helpers import suite_registry
 
 from flowkit.errors import (
     IntegrationError,
@@ -15,7 +16,6 @@ from flowkit.errors import (
     NonFiniteStateError,
     StepSizeUnderflowError,
 )
-from flowkit.registry import get_registry
 from flowkit.testing.problems import exponential_decay, tuple_rotation
 from flowkit.testing.tolerances import integrator_tolerance
 
@@ -37,7 +37,7 @@ def blow_up(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("name", INTEGRATORS)
 def test_unknown_option_is_a_type_error(name: str) -> None:
     with pytest.raises(TypeError, match="not_an_option"):
-        get_registry().create("integrator", name, not_an_option=1)
+        suite_registry().create("integrator", name, not_an_option=1)
 
 
 @pytest.mark.parametrize("name", INTEGRATORS)
@@ -135,11 +135,11 @@ def test_torchdiffeq_max_num_steps_maps_to_flowkit_error() -> None:
 
 def test_invalid_option_values() -> None:
     with pytest.raises(ValueError, match="on_max_steps"):
-        get_registry().create("integrator", "dopri5", on_max_steps="ignore")
+        suite_registry().create("integrator", "dopri5", on_max_steps="ignore")
     with pytest.raises(ValueError, match="rtol"):
-        get_registry().create("integrator", "dopri5", rtol=-1.0)
+        suite_registry().create("integrator", "dopri5", rtol=-1.0)
     with pytest.raises(TypeError, match="norm"):
-        get_registry().create("integrator", "dopri5", norm=3)
+        suite_registry().create("integrator", "dopri5", norm=3)
 
 
 WITH_TOLERANCES = [n for n in INTEGRATORS if "rtol" in (spec(n).options() or ())]
@@ -161,7 +161,7 @@ def test_zero_rtol_and_atol_are_rejected_up_front(
 ) -> None:
     # Before: the solve failed with "the field's output is NaN or Inf" (a fine field).
     with pytest.raises(ValueError, match=f"rtol and atol are both 0{where}: the error scale"):
-        get_registry().create("integrator", name, rtol=rtol, atol=atol)
+        suite_registry().create("integrator", name, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("name", WITH_TOLERANCES)
@@ -210,7 +210,7 @@ def test_checkpointed_gradients_equal_backprop(name: str) -> None:
     p = exponential_decay()
     t = torch.tensor([0.0, 0.7, 2.0])
     options = _default_options(name)
-    integrator = get_registry().create("integrator", name, **options)
+    integrator = suite_registry().create("integrator", name, **options)
     grads = []
     for checkpointed in (False, True):
         y0 = p.y0.clone().requires_grad_(True)
@@ -231,7 +231,7 @@ def test_checkpointed_gradients_equal_backprop(name: str) -> None:
 
 def test_checkpointed_tuple_state() -> None:
     p = tuple_rotation()
-    integrator = get_registry().create("integrator", "dopri5", rtol=1e-7, atol=1e-9)
+    integrator = suite_registry().create("integrator", "dopri5", rtol=1e-7, atol=1e-9)
     out = []
     for checkpointed in (False, True):
         x0 = p.y0[0].clone().requires_grad_(True)
@@ -251,7 +251,7 @@ REVERSIBLE = [n for n in INTEGRATORS if spec(n).capabilities["reversible"]]
 def test_reversible_gradients_equal_backprop(name: str) -> None:
     p = exponential_decay()
     t = torch.tensor([0.0, 0.5, 2.0])
-    integrator = get_registry().create("integrator", name, **_default_options(name))
+    integrator = suite_registry().create("integrator", name, **_default_options(name))
     results = []
     for reversible in (False, True):
         y0 = p.y0.clone().requires_grad_(True)
@@ -273,7 +273,7 @@ NATIVE_ADJOINT = [n for n in INTEGRATORS if spec(n).capabilities["native_adjoint
 def test_native_adjoint_gradient_matches_closed_form(name: str) -> None:
     tol = _order_tolerance(name, 1e-6, 1e-9)
     p = exponential_decay()
-    integrator = get_registry().create("integrator", name, rtol=tol, atol=tol)
+    integrator = suite_registry().create("integrator", name, rtol=tol, atol=tol)
     y0 = p.y0.clone().requires_grad_(True)
     sol = integrator.integrate_native_adjoint(p.func, y0, p.times(2), [p.param])
     sol.ys[-1].sum().backward()

@@ -17,6 +17,7 @@ from flowkit import registry as registry_module
 from flowkit.errors import PluginConflictError, PluginLoadError, UnknownComponentError
 from flowkit.interfaces import GradientStrategy, Integrator, TraceEstimator, VectorField
 from flowkit.registry import build_registry
+from flowkit.registry import building as registry_building
 
 
 class _Euler(Integrator):
@@ -85,7 +86,7 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch):
         assert group == "flowkit"
         return list(installed)
 
-    monkeypatch.setattr(registry_module, "entry_points", entry_points)
+    monkeypatch.setattr(registry_building, "entry_points", entry_points)
     monkeypatch.delenv(registry_module.AUTOLOAD_ENV, raising=False)
     monkeypatch.delenv(registry_module.BLOCK_ENV, raising=False)
     return installed
@@ -97,7 +98,7 @@ def test_import_builds_nothing() -> None:
     import sys
 
     code = (
-        "import flowkit, flowkit.registry as r, sys; "
+        "import flowkit, flowkit.registry.global_registry as r, sys; "
         "assert r._REGISTRY is None; "
         "assert not any(m.startswith('flowkit.plugins.') for m in sys.modules), "
         "[m for m in sys.modules if m.startswith('flowkit.plugins.')]"

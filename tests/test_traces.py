@@ -10,12 +10,12 @@ from flowkit.plugins.trace_estimators import ExactTrace
 from flowkit.plugins.vector_fields import LinearField
 from hypothesis import given
 from hypothesis import strategies as st
+from registry_helpers import suite_registry
 
-from flowkit import get_registry
 from flowkit.testing import strategies as fst
 from flowkit.testing.tolerances import statistical_bound
 
-REGISTRY = get_registry()
+REGISTRY = suite_registry()
 TRACES = REGISTRY.names("trace_estimator")
 CAPS = {n: REGISTRY.get("trace_estimator", n).capabilities for n in TRACES}
 FIELD_EXACT = [

@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from flowkit.cli.app import app
+from flowkit.cli.app import app, attach_subcommands
 from flowkit.cli.train_cmd import option_name
 from flowkit.train import (
     CheckpointError,
@@ -27,6 +27,8 @@ from flowkit.train import (
     train,
 )
 from flowkit.train.config import config_fields
+
+attach_subcommands()
 
 TINY: dict[str, Any] = {
     "n_train": 256,

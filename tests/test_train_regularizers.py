@@ -6,9 +6,8 @@ import math
 
 import pytest
 import torch
+from registry_helpers import suite_registry
 from torch import Tensor, nn
-
-from flowkit.registry import get_registry
 
 
 class _Linear(nn.Module):
@@ -28,9 +27,9 @@ def _setup(seed: int = 0) -> tuple[nn.Module, Tensor, Tensor, Tensor]:
     return field, a, x, field(torch.tensor(0.0), x)
 
 
-@pytest.mark.parametrize("name", get_registry().names("regularizer"))
+@pytest.mark.parametrize("name", suite_registry().names("regularizer"))
 def test_every_regularizer_rate_shape_and_gradients(name: str) -> None:
-    reg = get_registry().create("regularizer", name)
+    reg = suite_registry().create("regularizer", name)
     field, _, x, dx = _setup()
     probes = reg.sample_probes(x, torch.Generator().manual_seed(1))
     assert (probes is not None) == bool(reg.stochastic)
@@ -45,13 +44,13 @@ def test_every_regularizer_rate_shape_and_gradients(name: str) -> None:
 
 def test_kinetic_energy_is_squared_speed() -> None:
     field, a, x, dx = _setup()
-    rate = get_registry().create("regularizer", "kinetic_energy").rate(field, 0, x, dx)
+    rate = suite_registry().create("regularizer", "kinetic_energy").rate(field, 0, x, dx)
     assert torch.allclose(rate, ((x @ a.T) ** 2).sum(1), rtol=1e-12)
 
 
 def test_exact_frobenius_of_linear_field() -> None:
     field, a, x, dx = _setup()
-    reg = get_registry().create("regularizer", "jacobian_frobenius_exact")
+    reg = suite_registry().create("regularizer", "jacobian_frobenius_exact")
     rate = reg.rate(field, torch.tensor(0.0), x, dx)
     assert torch.allclose(rate, torch.full((5,), float((a**2).sum())), rtol=1e-12)
 
@@ -61,7 +60,7 @@ def test_hutchinson_frobenius_is_unbiased(distribution: str) -> None:
     field, a, _, _ = _setup(2)
     x = torch.zeros(20_000, 3, requires_grad=True)
     dx = field(torch.tensor(0.0), x)
-    reg = get_registry().create("regularizer", "jacobian_frobenius", distribution=distribution)
+    reg = suite_registry().create("regularizer", "jacobian_frobenius", distribution=distribution)
     probes = reg.sample_probes(x, torch.Generator().manual_seed(0))
     rate = reg.rate(field, torch.tensor(0.0), x, dx, probes).detach()
     se = float(rate.std()) / math.sqrt(len(rate))
@@ -72,13 +71,13 @@ def test_hutchinson_needs_probes_and_a_known_distribution() -> None:
     from flowkit.errors import FlowkitError
 
     field, _, x, dx = _setup()
-    reg = get_registry().create("regularizer", "jacobian_frobenius")
+    reg = suite_registry().create("regularizer", "jacobian_frobenius")
     with pytest.raises(FlowkitError, match="sample_probes"):
         reg.rate(field, torch.tensor(0.0), x, dx, None)
     with pytest.raises(ValueError, match="rademacher"):
-        get_registry().create("regularizer", "jacobian_frobenius", distribution="uniform")
+        suite_registry().create("regularizer", "jacobian_frobenius", distribution="uniform")
     with pytest.raises(TypeError, match="Valid options"):
-        get_registry().create("regularizer", "kinetic_energy", weight=1.0)
+        suite_registry().create("regularizer", "kinetic_energy", weight=1.0)
 
 
 def test_regularizers_integrate_along_the_cnf_path() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from flowkit.cli.app import _attach_subcommands, app
+from flowkit.cli.app import app, attach_subcommands
 from flowkit.train import RunDirError, RunLockedError, TrainConfig, dump_toml, train
 from flowkit.train.rundir import LOCK_NAME, RunLock
 
@@ -38,7 +38,7 @@ TINY: dict[str, Any] = {
     "device": "cpu",
 }
 
-_attach_subcommands()
+attach_subcommands()
 runner = CliRunner()
 
 

@@ -7,7 +7,6 @@ import sys
 __all__: list[str] = []
 
 if __name__ == "__main__":
-    from flowkit.cli.app import _attach_subcommands, app
+    from flowkit.cli.app import attach_subcommands
 
-    _attach_subcommands()
-    app(["bench", *sys.argv[1:]], prog_name="flowkit")
+    attach_subcommands()(["bench", *sys.argv[1:]], prog_name="flowkit")

@@ -19,7 +19,7 @@ from torch import nn
 
 from flowkit.data.toy import sample_toy
 from flowkit.errors import FlowkitError
-from flowkit.registry import get_registry
+from flowkit.registry import Registry, get_registry
 
 __all__ = [
     "ASSET_DIR",
@@ -71,9 +71,19 @@ def asset_path(dim: int) -> Path:
 
 
 def load_toy_field(
-    dim: int = 2, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+    dim: int = 2,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    registry: Registry | None = None,
 ) -> nn.Module:
     """The trained toy field of dimension ``dim`` (a registry ``mlp`` field).
+
+    Arguments:
+        dim: the dimension of the field.
+        dtype, device: where the field computes.
+        registry: the registry whose ``mlp`` is built (default: the global one,
+            for scripts that load the field on their own).
 
     Raises:
         FlowkitError: when no field of that dimension is shipped, saying how to
@@ -85,7 +95,8 @@ def load_toy_field(
             f"No trained toy field of dimension {dim} at {path}; produce it with "
             f"`python benchmarks/train_toy_field.py --dim {dim}`."
         )
-    field = get_registry().create("vector_field", "mlp", dim=dim, **TOY_FIELD_SPEC)
+    registry = registry if registry is not None else get_registry()
+    field = registry.create("vector_field", "mlp", dim=dim, **TOY_FIELD_SPEC)
     state = torch.load(path, map_location="cpu", weights_only=True)
     field.load_state_dict(state)
     return field.to(dtype=dtype, device=device)  # type: ignore[no-any-return]

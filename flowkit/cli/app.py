@@ -1,4 +1,4 @@
-"""The Typer application that every subcommand attaches to.
+"""The Typer application, and the one function that adds the subcommands to it.
 
 Its root group (:class:`~flowkit.cli.errors.UserErrorGroup`) reports every user
 error of every subcommand in one line with exit status 2.
@@ -11,7 +11,7 @@ import typer
 from flowkit._version import __version__
 from flowkit.cli.errors import UserErrorGroup
 
-__all__ = ["app", "main"]
+__all__ = ["app", "attach_subcommands", "main"]
 
 app = typer.Typer(
     name="flowkit",
@@ -38,18 +38,24 @@ def _root(
     """flowkit: continuous normalizing flows from interchangeable plugins."""
 
 
-def _attach_subcommands() -> None:
-    from flowkit.cli import list_cmd  # noqa: F401  (registers `flowkit list`)
+def attach_subcommands() -> typer.Typer:
+    """Add ``list``, ``bench`` and ``train`` to :data:`app` (once); returns the app.
 
-    for module in ("flowkit.cli.bench_cmd", "flowkit.cli.train_cmd"):
-        try:
-            __import__(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    The subcommands are defined in their own modules, which do not know the
+    app; this is the one place that puts them on it. They are imported here,
+    on first use, so that ``flowkit --version`` stays quick.
+    """
+    from flowkit.cli.bench_cmd import bench
+    from flowkit.cli.list_cmd import list_components
+    from flowkit.cli.train_cmd import train_command
+
+    present = {command.name for command in app.registered_commands}
+    for name, command in (("list", list_components), ("bench", bench), ("train", train_command)):
+        if name not in present:
+            app.command(name)(command)
+    return app
 
 
 def main() -> None:
     """Entry point of the ``flowkit`` console script."""
-    _attach_subcommands()
-    app()
+    attach_subcommands()()

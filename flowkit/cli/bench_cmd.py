@@ -13,7 +13,6 @@ import typer
 from flowkit.bench.api import DEFAULT_BUDGET_S, BenchConfig, run_bench
 from flowkit.bench.report.files import check_report_dir
 from flowkit.bench.selection import Selection, parse_patterns
-from flowkit.cli.app import app
 from flowkit.cli.errors import CliUsageError
 
 __all__ = ["bench"]
@@ -21,7 +20,6 @@ __all__ = ["bench"]
 _PATTERN_HELP = "Names or glob patterns, comma-separated (default: the suite's selection)."
 
 
-@app.command("bench")
 def bench(
     suites: str = typer.Option(
         None,

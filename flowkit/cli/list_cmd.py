@@ -14,7 +14,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flowkit.cli.app import app
 from flowkit.cli.errors import CliUsageError, did_you_mean
 from flowkit.kinds import KINDS
 from flowkit.registry import Registry, get_registry
@@ -53,7 +52,6 @@ def render_json(registry: Registry, kind: str | None = None) -> str:
     )
 
 
-@app.command("list")
 def list_components(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     kind: str = typer.Option(

@@ -18,7 +18,6 @@ from typing import Any, Literal, Optional
 import typer
 from rich.markup import escape
 
-from flowkit.cli.app import app
 from flowkit.train.config import (
     ConfigError,
     TrainConfig,
@@ -205,4 +204,3 @@ def train_command(**kwargs: Any) -> None:
 
 
 train_command.__signature__ = inspect.Signature(_parameters())  # type: ignore[attr-defined]
-app.command("train")(train_command)

@@ -126,7 +126,7 @@ class AccuracySuite(Suite):
         matrix = (0.6 * torch.randn(d, d, generator=gen, dtype=dtype)).to(device)
         bias = (0.3 * torch.randn(d, generator=gen, dtype=dtype)).to(device)
         x = torch.randn(p["batch"], d, generator=gen, dtype=dtype).to(device)
-        registry = get_registry()
+        registry = get_registry()  # the task's entry point, in its own process
         field = registry.create(
             "vector_field", p["field"], dim=d, matrix=matrix.clone(), bias=bias.clone()
         ).to(device=device, dtype=dtype)
@@ -140,6 +140,7 @@ class AccuracySuite(Suite):
             gradient=p["gradient"],
             dim=d,
             integrator_options=options,
+            registry=registry,
         )
         with stopwatch(x) as clock:
             logp = cnf.log_prob(x)

@@ -153,7 +153,7 @@ class MemorySuite(Suite):
         p = task.params
         seed_everything(seed)
         dtype, device = DTYPES[p["dtype"]], p["device"]
-        registry = get_registry()
+        registry = get_registry()  # the task's entry point, in its own process
         field = registry.create("vector_field", p["field"], dim=p["dim"]).to(device, dtype)
         cnf = CNF(
             field,
@@ -164,6 +164,7 @@ class MemorySuite(Suite):
             integrator_options=integrator_options(
                 registry, p["integrator"], rtol=1e-5, atol=1e-5, steps=p["steps"]
             ),
+            registry=registry,
         )
         x = torch.randn(p["batch"], p["dim"], dtype=dtype, device=device)
         (-cnf.log_prob(x).mean()).backward()  # warm-up, unmeasured

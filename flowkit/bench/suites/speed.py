@@ -29,7 +29,7 @@ from flowkit.bench.suites.base import Plan, PlanContext, Suite
 from flowkit.bench.suites.common import DTYPES, seed_everything
 from flowkit.bench.tasks import Metric, Task
 from flowkit.bench.timing import median_time, stopwatch
-from flowkit.registry import get_registry
+from flowkit.registry import Registry, get_registry
 
 __all__ = ["SpeedSuite"]
 
@@ -178,10 +178,11 @@ class SpeedSuite(Suite):
         p = task.params
         seed_everything(seed)
         dtype, device = DTYPES[p["dtype"]], p["device"]
-        field = load_toy_field(p["dim"], dtype=dtype, device=device)
+        registry = get_registry()  # the task's entry point, in its own process
+        field = load_toy_field(p["dim"], dtype=dtype, device=device, registry=registry)
         x = toy_data(p["dim"], p["batch"], seed=seed, dtype=dtype, device=device)
         if p["kind"] == "solve":
-            return _plain_solve(task.subject, field, x)
+            return _plain_solve(registry, task.subject, field, x)
         model = build_model(
             task.subject,
             field,
@@ -217,13 +218,12 @@ class SpeedSuite(Suite):
         return ratios, _goals(ok, ratios)
 
 
-def _plain_solve(subject: str, field: torch.nn.Module, x: torch.Tensor) -> dict:
+def _plain_solve(registry: Registry, subject: str, field: torch.nn.Module, x: torch.Tensor) -> dict:
     """A solve of ``dx/dt = f(t, x)`` without trace, no gradient; overhead per evaluation."""
     import torchdiffeq
 
     from flowkit.solve import solve
 
-    registry = get_registry()
     t = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
     tt = torch.tensor(0.5, dtype=x.dtype, device=x.device)
     calls = [0]
@@ -237,7 +237,9 @@ def _plain_solve(subject: str, field: torch.nn.Module, x: torch.Tensor) -> dict:
         opts = integrator_options(registry, "dopri5", rtol=TOL, atol=TOL, steps=0)
         with stopwatch(x) as clock:
             if subject == "flowkit":
-                sol = solve(field, x, t, integrator="dopri5", integrator_options=opts)
+                sol = solve(
+                    field, x, t, integrator="dopri5", integrator_options=opts, registry=registry
+                )
                 nfe = sol.stats.nfe
             else:
                 torchdiffeq.odeint(counted, x, t, rtol=TOL, atol=TOL, method="dopri5")

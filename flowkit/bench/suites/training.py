@@ -78,7 +78,7 @@ class TrainingSuite(Suite):
         """Train for the task's budget; NLL on held-out data at regular times."""
         p = task.params
         seed_everything(seed)
-        registry = get_registry()
+        registry = get_registry()  # the task's entry point, in its own process
         config = TrainConfig(
             data=DENSITY,
             n_train=20_000,

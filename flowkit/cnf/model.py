@@ -1,10 +1,11 @@
-"""The continuous normalizing flow model: :class:`CNF` and compositions of CNF blocks.
+"""The continuous normalizing flow model, :class:`CNF`.
 
 A CNF maps base samples ``z`` at ``t0`` to data ``x`` at ``t1`` along
-``dx/dt = f(t, x)``. :meth:`CNF.log_prob` integrates the augmented state
+``dx/dt = f(t, x)``. :meth:`CNF.pull_back` integrates the augmented state
 ``(x, delta_logp)`` backward from ``t1`` to ``t0`` (GUIDE §1); sampling
 integrates forward. Every solve goes through :func:`flowkit.solve.solve` with
-the model's integrator and gradient strategy.
+the model's integrator and gradient strategy, resolved once, at construction:
+the CNF constructor is where names meet the registry.
 
 Example:
     >>> import torch, flowkit
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from flowkit.cnf.base_density import StandardNormal
+from flowkit.cnf.flow_model import FlowModel, FlowResult, check_count
 from flowkit.compat import ensure_compatible
 from flowkit.dynamics import CNFDynamics, FieldDynamics, check_field_signature
 from flowkit.errors import InvalidInputError
@@ -32,55 +35,16 @@ from flowkit.registry import Registry, get_registry
 from flowkit.solution import SolverStats
 from flowkit.solve import solve
 
-__all__ = ["CNF", "CNFSequence", "FlowResult", "StandardNormal", "compose"]
+__all__ = ["CNF", "check_time"]
 
 
-class StandardNormal:
-    """The standard normal base density ``N(0, I_dim)``, in any dtype and device.
+def check_time(value: object, name: str) -> float:
+    """A finite real time, as a float.
 
-    Arguments:
-        dim: the dimension.
+    Raises:
+        TypeError: for something that is not a real number.
+        ValueError: for NaN or an infinite time.
     """
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-
-    def log_prob(self, z: Tensor) -> Tensor:
-        """``log N(z; 0, I)`` per row, shape ``(batch,)``."""
-        return -0.5 * z.pow(2).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
-
-    def sample(
-        self,
-        sample_shape: Sequence[int] = (),
-        *,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype | None = None,
-        device: torch.device | str | None = None,
-    ) -> Tensor:
-        """Samples of shape ``(*sample_shape, dim)``."""
-        shape = (*tuple(sample_shape), self.dim)
-        return torch.randn(shape, generator=generator, dtype=dtype, device=device)
-
-    def __repr__(self) -> str:
-        return f"StandardNormal(dim={self.dim})"
-
-
-class FlowResult(NamedTuple):
-    """The end of one flow solve.
-
-    Attributes:
-        value: the points at the end of the solve, shape ``(batch, dim)``.
-        delta_logp: ``log p_end(value) - log p_start(start)``, shape ``(batch,)``.
-        regularization: the integrated penalties over the solve's time span
-            (positive measure), shape ``(batch, n_regularizers)``.
-    """
-
-    value: Tensor
-    delta_logp: Tensor
-    regularization: Tensor
-
-
-def _check_time(value: object, name: str) -> float:
     try:
         out = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -90,7 +54,7 @@ def _check_time(value: object, name: str) -> float:
     return out
 
 
-class CNF(nn.Module):
+class CNF(FlowModel):
     """A continuous normalizing flow with pluggable field, solver, trace and gradients.
 
     Each component is a registered name (built with its ``*_options``) or an
@@ -119,7 +83,8 @@ class CNF(nn.Module):
             ``{name: {option: value}}``.
         seed: seeds the model's own random generator (probes and base samples);
             ``None`` uses torch's global generator.
-        registry: the registry to resolve names in (default: the global one).
+        registry: the registry to resolve names in (default: the global one);
+            components that resolve names themselves are given it too.
 
     Raises:
         IncompatibleComponentsError: for a combination the compatibility
@@ -157,11 +122,11 @@ class CNF(nn.Module):
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}.")
         self.dim = dim
-        self.t0 = _check_time(t0, "t0")
-        self.t1 = _check_time(t1, "t1")
+        self.t0 = check_time(t0, "t0")
+        self.t1 = check_time(t1, "t1")
         if self.t0 == self.t1:
             raise ValueError(f"t0 and t1 must differ, both are {self.t0}.")
-        reg = registry or get_registry()
+        reg = registry if registry is not None else get_registry()  # the edge: names resolve here
         self.field = self._resolve_field(reg, field, field_options)
         self.integrator = reg.resolve("integrator", integrator, dict(integrator_options or {}))
         self.trace = reg.resolve("trace_estimator", trace, dict(trace_options or {}))
@@ -250,7 +215,8 @@ class CNF(nn.Module):
         return tuple(built)
 
     # -- device, dtype, randomness -------------------------------------------
-    def _reference(self) -> tuple[torch.dtype, torch.device]:
+    def dtype_and_device(self) -> tuple[torch.dtype, torch.device]:
+        """The dtype and device the model computes in (of its first floating tensor)."""
         for tensor in (*self.parameters(), *self.buffers()):
             if tensor.is_floating_point():
                 return tensor.dtype, tensor.device
@@ -296,7 +262,7 @@ class CNF(nn.Module):
                 f"{what} must have shape (batch, {self.dim}) with batch >= 1, got "
                 f"{tuple(x.shape)}; reshape a single point with x.reshape(1, -1)."
             )
-        dtype, device = self._reference()
+        dtype, device = self.dtype_and_device()
         if not x.is_floating_point():
             raise InvalidInputError(
                 f"{what} has dtype {x.dtype}, but points must be floating point; convert the "
@@ -320,11 +286,6 @@ class CNF(nn.Module):
                 "remove or impute them before calling the model."
             )
         return x
-
-    def _check_count(self, n: object) -> int:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise InvalidInputError(f"n must be a positive integer number of samples, got {n!r}.")
-        return n
 
     # -- solves ----------------------------------------------------------------
     def _times(self, start: float, end: float, like: Tensor) -> Tensor:
@@ -372,7 +333,7 @@ class CNF(nn.Module):
             ``FlowResult(z, log p_t0(z) - log p_t1(x), penalties)``.
         """
         x = self.check_input(x)
-        end = self.t1 if t1 is None else _check_time(t1, "t1")
+        end = self.t1 if t1 is None else check_time(t1, "t1")
         return self._flow(x, end, self.t0, logp=None, regularize=regularize)
 
     def push_forward(self, z: Tensor, *, regularize: bool = False) -> FlowResult:
@@ -395,39 +356,10 @@ class CNF(nn.Module):
         self._last_stats = solution.stats
         return solution.final  # type: ignore[return-value]
 
-    # -- public API --------------------------------------------------------------
-    def log_prob(self, x: Tensor) -> Tensor:
-        """The model's log-density at data ``x``, shape ``(batch,)``.
-
-        Raises:
-            InvalidInputError: for a wrong shape, dtype or device, or NaN/Inf.
-        """
-        z, delta, _ = self.pull_back(x)
-        return self.base.log_prob(z) - delta
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Same as :meth:`log_prob`."""
-        return self.log_prob(x)
-
-    def log_prob_and_regularization(
-        self, x: Tensor, *, t1: float | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """Log-density and integrated penalties in one backward solve.
-
-        Arguments:
-            x: data, shape ``(batch, dim)``.
-            t1: the data time for this call (STEER samples it per iteration).
-
-        Returns:
-            ``(log_prob (batch,), penalties (batch, n_regularizers))``.
-        """
-        z, delta, reg = self.pull_back(x, t1=t1, regularize=True)
-        return self.base.log_prob(z) - delta, reg
-
     def sample_base(self, n: int) -> Tensor:
         """``n`` samples of the base distribution in the model's dtype and device."""
-        n = self._check_count(n)
-        dtype, device = self._reference()
+        n = check_count(n)
+        dtype, device = self.dtype_and_device()
         if isinstance(self.base, StandardNormal):
             return self.base.sample(
                 (n,), generator=self._generator(device), dtype=dtype, device=device
@@ -442,16 +374,6 @@ class CNF(nn.Module):
         """Map data ``x`` (at ``t1``) to base space (at ``t0``)."""
         return self._solve_field(self.check_input(x), self.t1, self.t0)
 
-    def sample(self, n: int) -> Tensor:
-        """``n`` samples of the model, shape ``(n, dim)``."""
-        return self.transform(self.sample_base(n))
-
-    def sample_with_log_prob(self, n: int) -> tuple[Tensor, Tensor]:
-        """``n`` samples and their log-densities from one forward solve."""
-        z = self.sample_base(n)
-        x, delta, _ = self.push_forward(z)
-        return x, self.base.log_prob(z) + delta
-
     def extra_repr(self) -> str:
         names = [
             getattr(c, "registry_name", type(c).__name__)
@@ -461,124 +383,3 @@ class CNF(nn.Module):
             f"dim={self.dim}, t0={self.t0}, t1={self.t1}, integrator={names[0]}, "
             f"trace={names[1]}, gradient={names[2]}"
         )
-
-
-def _sum_stats(stats: Sequence[SolverStats | None]) -> SolverStats | None:
-    present = [s for s in stats if s is not None]
-    if not present:
-        return None
-    total = SolverStats()
-    for s in present:
-        total.nfe += s.nfe
-        total.n_accepted += s.n_accepted
-        total.n_rejected += s.n_rejected
-        total.backward_nfe += s.backward_nfe
-        total.backward_n_accepted += s.backward_n_accepted
-        total.backward_n_rejected += s.backward_n_rejected
-        if s.status != "success":
-            total.status = s.status
-    return total
-
-
-class CNFSequence(nn.Module):
-    """A composition of CNF blocks: ``x = T_K(... T_1(z))``, ``z`` from the base.
-
-    ``log p(x) = log p_base(z) - sum_k delta_k``, with each block contributing
-    its change of log-density. The blocks' own bases are not used.
-
-    Arguments:
-        blocks: the CNF blocks, applied to base samples in order; all of one ``dim``.
-        base: the base distribution (default: the first block's).
-
-    Raises:
-        ValueError: for no blocks or blocks of different dimensions.
-    """
-
-    def __init__(self, blocks: Sequence[CNF], *, base: Any = None) -> None:
-        super().__init__()
-        blocks = list(blocks)
-        if not blocks:
-            raise ValueError("CNFSequence needs at least one CNF block.")
-        for b in blocks:
-            if not isinstance(b, CNF):
-                raise TypeError(
-                    f"CNFSequence blocks must be CNF instances, got {type(b).__name__}."
-                )
-        dims = {b.dim for b in blocks}
-        if len(dims) != 1:
-            raise ValueError(f"CNF blocks must share one dim, got dims {sorted(dims)}.")
-        self.blocks = nn.ModuleList(blocks)
-        self.dim = blocks[0].dim
-        self.base = blocks[0].base if base is None else base
-
-    @property
-    def last_stats(self) -> SolverStats | None:
-        """The blocks' statistics of their last solves, summed (read after ``backward()``)."""
-        return _sum_stats([b.last_stats for b in self.blocks])
-
-    def manual_seed(self, seed: int | None) -> CNFSequence:
-        """Reseed every block (block ``k`` with ``seed + k``); returns ``self``."""
-        for k, b in enumerate(self.blocks):
-            b.manual_seed(None if seed is None else seed + k)
-        return self
-
-    def _pull_back(self, x: Tensor, regularize: bool) -> tuple[Tensor, Tensor, Tensor]:
-        x = self.blocks[-1].check_input(x)
-        total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        regs = []
-        for block in reversed(self.blocks):
-            x, delta, reg = block.pull_back(x, regularize=regularize)
-            total = total + delta
-            regs.insert(0, reg)
-        return x, total, torch.cat(regs, dim=1)
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        """The log-density at ``x``, shape ``(batch,)``."""
-        z, delta, _ = self._pull_back(x, False)
-        return self.base.log_prob(z) - delta
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Same as :meth:`log_prob`."""
-        return self.log_prob(x)
-
-    def log_prob_and_regularization(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Log-density and every block's penalties, shape ``(batch, sum of n_regularizers)``."""
-        z, delta, reg = self._pull_back(x, True)
-        return self.base.log_prob(z) - delta, reg
-
-    def transform(self, z: Tensor) -> Tensor:
-        """Map base points through every block."""
-        for block in self.blocks:
-            z = block.transform(z)
-        return z
-
-    def inverse(self, x: Tensor) -> Tensor:
-        """Map data back through every block."""
-        for block in reversed(self.blocks):
-            x = block.inverse(x)
-        return x
-
-    def _sample_base(self, n: int) -> Tensor:
-        first = self.blocks[0]
-        if self.base is first.base:
-            return first.sample_base(n)
-        dtype, device = first._reference()
-        return self.base.sample((first._check_count(n),)).to(dtype=dtype, device=device)  # type: ignore[no-any-return]
-
-    def sample(self, n: int) -> Tensor:
-        """``n`` samples, shape ``(n, dim)``."""
-        return self.transform(self._sample_base(n))
-
-    def sample_with_log_prob(self, n: int) -> tuple[Tensor, Tensor]:
-        """``n`` samples and their log-densities."""
-        z = self._sample_base(n)
-        logp = self.base.log_prob(z)
-        for block in self.blocks:
-            z, delta, _ = block.push_forward(z)
-            logp = logp + delta
-        return z, logp
-
-
-def compose(*blocks: CNF, base: Any = None) -> CNFSequence:
-    """Compose CNF blocks into a :class:`CNFSequence` (first block applied first)."""
-    return CNFSequence(blocks, base=base)
