@@ -52,6 +52,7 @@ import torch
 from torch import Tensor, nn
 
 from flowkit.bench.timing import stopwatch
+from flowkit.distributions import standard_normal_log_prob
 from flowkit.solve import solve
 
 __all__ = ["Field", "main"]
@@ -139,7 +140,7 @@ def training_step(
         gradient_options=gradient_options,
     )
     x1, dlogp = sol.final if cnf else (sol.final, 0.0)  # type: ignore[misc]
-    base = -0.5 * (x1**2).sum(-1) - DIM * 0.5 * math.log(2 * math.pi)
+    base = standard_normal_log_prob(x1)
     loss = -(base - dlogp).mean()
     loss.backward()
     return float(loss.detach()), sol.stats.as_dict()

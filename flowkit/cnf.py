@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from flowkit.compat import ensure_compatible
+from flowkit.distributions import standard_normal_log_prob
 from flowkit.dynamics import CNFDynamics, FieldDynamics, check_field_signature
 from flowkit.errors import InvalidInputError
 from flowkit.interfaces import GradientStrategy, Integrator, Regularizer, TraceEstimator
@@ -47,7 +48,7 @@ class StandardNormal:
 
     def log_prob(self, z: Tensor) -> Tensor:
         """``log N(z; 0, I)`` per row, shape ``(batch,)``."""
-        return -0.5 * z.pow(2).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
+        return standard_normal_log_prob(z)
 
     def sample(
         self,

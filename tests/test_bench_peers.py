@@ -79,3 +79,47 @@ def test_unavailable_peer_is_skipped_with_a_message(monkeypatch: pytest.MonkeyPa
     with pytest.raises(PeerUnavailableError, match="not installed"):
         make_peer("ghost", torch.nn.Linear(1, 1), dim=1)
     assert "unknown peer" in (peer_status("nobody") or "")
+
+
+class _StandInNeuralODE(torch.nn.Module):
+    """torchdyn's ``NeuralODE`` interface on ``torchdiffeq`` (torchdyn needs a newer torch)."""
+
+    def __init__(
+        self, vector_field: torch.nn.Module, *, solver: str, sensitivity: str, **tol: float
+    ) -> None:
+        super().__init__()
+        self.vf, self.solver, self.tol = vector_field, solver, tol
+        assert sensitivity in ("autograd", "adjoint")
+
+    def forward(self, y0: torch.Tensor, t_span: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        import torchdiffeq
+
+        return t_span, torchdiffeq.odeint(self.vf, y0, t_span, method=self.solver, **self.tol)
+
+
+def test_torchdyn_peer_matches_closed_form_on_a_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The torchdyn peer's sign and time reversal, run on a stand-in ``NeuralODE``."""
+    import sys
+    import types
+
+    core = types.ModuleType("torchdyn.core")
+    core.NeuralODE = _StandInNeuralODE  # type: ignore[attr-defined]
+    package = types.ModuleType("torchdyn")
+    package.core = core  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torchdyn", package)
+    monkeypatch.setitem(sys.modules, "torchdyn.core", core)
+    d = 3
+    field = _linear_field(d, seed=5)
+    x = torch.randn(16, d, generator=torch.Generator().manual_seed(6))
+    model = make_peer("torchdyn", field, dim=d, rtol=1e-9, atol=1e-9, trace="exact")
+    logp = model.log_prob(x)
+    (-logp.mean()).backward()
+    a = field.matrix.detach().clone().requires_grad_(True)
+    b = field.bias.detach().clone().requires_grad_(True)
+    ref = closed_form_log_prob(a, b, x)
+    (-ref.mean()).backward()
+    torch.testing.assert_close(logp.detach(), ref.detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(field.matrix.grad, a.grad, rtol=1e-5, atol=1e-6)
+    assert model.evaluations > 0
+    with pytest.raises(ValueError, match="adaptive solvers only"):
+        make_peer("torchdyn", field, dim=d, step_size=0.1)
