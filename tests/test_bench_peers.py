@@ -123,3 +123,21 @@ def test_torchdyn_peer_matches_closed_form_on_a_stand_in(monkeypatch: pytest.Mon
     assert model.evaluations > 0
     with pytest.raises(ValueError, match="adaptive solvers only"):
         make_peer("torchdyn", field, dim=d, step_size=0.1)
+
+
+@pytest.mark.parametrize("peer", AVAILABLE)
+def test_peers_refuse_unknown_options_and_traces(peer: str) -> None:
+    field = _linear_field(2, seed=7)
+    with pytest.raises(TypeError, match="tolerance"):
+        make_peer(peer, field, dim=2, tolerance=1e-3)
+    with pytest.raises(ValueError, match="trace must be 'exact' or 'hutchinson'"):
+        make_peer(peer, field, dim=2, trace="hutch")
+
+
+@pytest.mark.skipif("zuko" not in AVAILABLE, reason="zuko is not installed")
+def test_zuko_peer_refuses_what_zuko_cannot_run() -> None:
+    field = _linear_field(2, seed=8)
+    with pytest.raises(ValueError, match="adaptive dopri5"):
+        make_peer("zuko", field, dim=2, method="rk4")
+    with pytest.raises(ValueError, match="adaptive dopri5"):
+        make_peer("zuko", field, dim=2, step_size=0.1)

@@ -23,11 +23,13 @@ References:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torchdiffeq
 from torch import Tensor, nn
 
-from flowkit.bench.peers.base import Peer
+from flowkit.bench.peers.base import Peer, PeerOptions
 from flowkit.bench.peers.plain_dynamics import PlainAugmentedDynamics
 from flowkit.distributions import standard_normal_log_prob
 
@@ -39,38 +41,21 @@ class PlainCNF(Peer):
 
     Arguments:
         field: the vector field ``f(t, z)``, shared with the compared models.
-        dim: the data dimension.
-        method: a ``torchdiffeq`` method name (``"dopri5"``, ``"rk4"``, ...).
-        rtol, atol: tolerances of adaptive methods.
-        step_size: the step of fixed-step methods (``None`` for adaptive ones).
-        trace: ``"exact"`` (loop over dimensions) or ``"hutchinson"``.
-        adjoint: use ``torchdiffeq.odeint_adjoint`` instead of backpropagating
-            through the solver.
-        t0, t1: the time span (base at ``t0``, data at ``t1``).
+        options: the keyword options of :class:`~flowkit.bench.peers.base.PeerOptions`;
+            ``method`` is a ``torchdiffeq`` method name, ``trace="exact"``
+            loops over dimensions, ``adjoint`` uses ``torchdiffeq.odeint_adjoint``.
     """
 
-    def __init__(
-        self,
-        field: nn.Module,
-        *,
-        dim: int,
-        method: str = "dopri5",
-        rtol: float = 1e-5,
-        atol: float = 1e-5,
-        step_size: float | None = None,
-        trace: str = "exact",
-        adjoint: bool = False,
-        t0: float = 0.0,
-        t1: float = 1.0,
-    ) -> None:
+    def __init__(self, field: nn.Module, **options: Any) -> None:
         super().__init__()
-        self.aug = PlainAugmentedDynamics(field, trace)
-        self.dim = dim
-        self.method = method
-        self.rtol, self.atol = rtol, atol
-        self.options = {"step_size": step_size} if step_size is not None else None
-        self.adjoint = adjoint
-        self.t0, self.t1 = t0, t1
+        o = PeerOptions(**options)
+        self.aug = PlainAugmentedDynamics(field, o.trace)
+        self.dim = o.dim
+        self.method = o.method
+        self.rtol, self.atol = o.rtol, o.atol
+        self.options = {"step_size": o.step_size} if o.step_size is not None else None
+        self.adjoint = o.adjoint
+        self.t0, self.t1 = o.t0, o.t1
 
     @property
     def field(self) -> nn.Module:
