@@ -26,7 +26,7 @@ from torch import Tensor
 from flowkit.bench.selection import select_combinations
 from flowkit.bench.subjects import integrator_options
 from flowkit.bench.suites.base import Plan, PlanContext, Suite
-from flowkit.bench.suites.common import seed_everything
+from flowkit.bench.suites.common import combination_params, seed_everything
 from flowkit.bench.tasks import Metric, Task
 from flowkit.bench.timing import stopwatch
 from flowkit.registry import get_registry
@@ -96,10 +96,7 @@ class AccuracySuite(Suite):
             for tol, steps in settings:
                 acc = f"tol {tol:g}" if adaptive else f"{steps} steps"
                 params = {
-                    "field": combo.field.name,
-                    "integrator": combo.integrator.name,
-                    "trace": combo.trace.name,
-                    "gradient": combo.gradient.name,
+                    **combination_params(combo),
                     "rtol": tol,
                     "atol": tol,
                     "steps": steps,
