@@ -21,6 +21,9 @@ Questions:
        model that just trained is measured by one shared evaluator (exact
        trace, dopri5 at 1e-5), off the clock.
 
+The set-ups and the evaluator are ``training_setups.py``, the figures
+``training_plots.py`` (beside this script); this script runs the two questions.
+
 Everything runs on one thread (``torch.set_num_threads(1)``). Results go to
 ``bench-out/training/training.json``, NLL curves and density plots beside it
 (and to ``--docs`` when given).
@@ -34,179 +37,41 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import statistics
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from flowkit.bench.peers.torchdiffeq_plain import PlainCNF
-from flowkit.bench.timing import stopwatch
-from flowkit.cnf import CNF
-from flowkit.data import BatchSampler
-from flowkit.train import TrainConfig, Trainer
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules below
+
+from training_plots import plot_curves, plot_density
+from training_setups import (
+    FFJORD_TOY,
+    RECOMMENDED,
+    TARGET_8GAUSSIANS,
+    Evaluator,
+    FlowkitRunner,
+    PlainRunner,
+    make_trainer,
+    true_8gaussians_nll,
+)
 
 __all__ = ["bench_quality", "bench_speed", "main"]
-
-FFJORD_TOY: dict[str, Any] = {
-    "field": "concatsquash",
-    "field_options": {"hidden": [64, 64, 64], "activation": "tanh"},
-    "integrator": "dopri5",
-    "integrator_options": {"rtol": 1e-5, "atol": 1e-5},
-    "trace": "exact",
-    "gradient": "adjoint",
-    "t1": 0.5,
-    "lr": 1e-3,
-    "weight_decay": 1e-5,
-}
-"""FFJORD's toy-density configuration, in flowkit's configuration keys."""
-
-_RECOMMENDED_KEYS = (
-    "field",
-    "field_options",
-    "integrator",
-    "integrator_options",
-    "trace",
-    "gradient",
-    "t1",
-    "regularizers",
-    "lr",
-    "weight_decay",
-    "lr_schedule",
-    "warmup",
-    "iterations",
-)
-RECOMMENDED: dict[str, Any] = {k: getattr(TrainConfig(), k) for k in _RECOMMENDED_KEYS}
-"""flowkit's recommended settings for the 2-D densities: ``flowkit train``'s defaults
-(chosen with this benchmark). ``iterations`` only sets the span of the learning-rate
-schedule here; training stops at the time budget."""
-
-TARGET_8GAUSSIANS = 2.856
-
-
-def _plain(field: nn.Module, *, dim: int, rtol: float = 1e-5, t1: float = 0.5) -> PlainCNF:
-    """The plain FFJORD model (exact trace by a loop, ``odeint_adjoint``) on a copy of ``field``.
-
-    The same implementation as ``flowkit bench``'s ``torchdiffeq_plain`` peer.
-    """
-    return PlainCNF(
-        copy.deepcopy(field),
-        dim=dim,
-        method="dopri5",
-        rtol=rtol,
-        atol=rtol,
-        trace="exact",
-        adjoint=True,
-        t0=0.0,
-        t1=t1,
-    )
-
-
-class _PlainRunner:
-    """The plain model with its optimiser and the same batches as the flowkit trainer."""
-
-    def __init__(self, trainer: Trainer, batch_size: int, lr: float, wd: float) -> None:
-        self.model = _plain(
-            trainer.model.field, dim=trainer.data.train.shape[1], t1=trainer.config.t1
-        )
-        self.data = trainer.data
-        self.sampler = BatchSampler(
-            len(trainer.data.train), batch_size, seed=trainer.config.seed + 1
-        )
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=wd)
-        self.train_seconds = 0.0
-        self.iteration = 0
-        self.nfe: list[int] = []
-
-    @property
-    def field(self) -> nn.Module:
-        return self.model.field
-
-    def step(self) -> None:
-        before = self.model.evaluations
-        with stopwatch(self.model) as clock:
-            x = self.data.train[self.sampler.next_indices()]
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = -self.model.log_prob(x).mean()
-            loss.backward()
-            self.optimizer.step()
-        self.train_seconds += clock.seconds
-        self.iteration += 1
-        self.nfe.append(self.model.evaluations - before)
-
-
-class _FlowkitRunner:
-    def __init__(self, trainer: Trainer) -> None:
-        self.trainer = trainer
-        self.nfe: list[int] = []
-
-    @property
-    def field(self) -> nn.Module:
-        return self.trainer.model.field
-
-    @property
-    def train_seconds(self) -> float:
-        return self.trainer.train_seconds
-
-    @property
-    def iteration(self) -> int:
-        return self.trainer.iteration
-
-    def step(self) -> None:
-        row = self.trainer.step()
-        self.nfe.append(int(row["nfe"] or 0) + int(row["backward_nfe"] or 0))
-
-
-class _Evaluator:
-    """One evaluator for both models: exact trace, dopri5 at 1e-5, on a given field."""
-
-    def __init__(self, test: Tensor, t1: float, chunk: int = 5_000) -> None:
-        self.test, self.t1, self.chunk = test, t1, chunk
-
-    @torch.no_grad()
-    def __call__(self, field: nn.Module) -> float:
-        model = CNF(
-            field,
-            "dopri5",
-            "exact",
-            "backprop",
-            dim=self.test.shape[1],
-            t1=self.t1,
-            integrator_options={"rtol": 1e-5, "atol": 1e-5},
-        )
-        total = sum(float(-model.log_prob(c).double().sum()) for c in self.test.split(self.chunk))
-        return total / len(self.test)
-
-
-def _trainer(values: dict[str, Any], dataset: str, batch: int, n_test: int, seed: int) -> Trainer:
-    config = TrainConfig(
-        **{
-            "iterations": 10**9,
-            **values,
-            "data": dataset,
-            "batch_size": batch,
-            "n_test": n_test,
-            "progress": False,
-            "plots": False,
-            "seed": seed,
-            "tensorboard": False,
-        }
-    )
-    return Trainer(config, run_dir="bench-out/training/unused", write=False)
 
 
 # -- question 1 ------------------------------------------------------------------------------
 def bench_speed(rounds: int, block: int, seed: int) -> dict[str, Any]:
     """Iterations per second, FFJORD toy configuration, alternating blocks."""
-    trainer = _trainer(FFJORD_TOY, "8gaussians", 100, 100, seed)
+    trainer = make_trainer(FFJORD_TOY, "8gaussians", 100, 100, seed)
     runners = {
-        "flowkit": _FlowkitRunner(trainer),
-        "plain_torchdiffeq": _PlainRunner(trainer, 100, 1e-3, 1e-5),
+        "flowkit": FlowkitRunner(trainer),
+        "plain_torchdiffeq": PlainRunner(trainer, 100, 1e-3, 1e-5),
     }
     rates: dict[str, list[float]] = {k: [] for k in runners}
     for runner in runners.values():  # warm-up, off the record
@@ -260,13 +125,13 @@ def bench_quality(
     seed: int,
 ) -> tuple[dict[str, Any], dict[str, nn.Module]]:
     """NLL-versus-time curves of flowkit (recommended) and the plain model, interleaved."""
-    trainer = _trainer(recommended, dataset, 512, n_test, seed)
-    plain_trainer = _trainer(FFJORD_TOY, dataset, 512, n_test, seed)
+    trainer = make_trainer(recommended, dataset, 512, n_test, seed)
+    plain_trainer = make_trainer(FFJORD_TOY, dataset, 512, n_test, seed)
     runners = {
-        "flowkit": _FlowkitRunner(trainer),
-        "plain_torchdiffeq": _PlainRunner(plain_trainer, 512, 1e-3, 1e-5),
+        "flowkit": FlowkitRunner(trainer),
+        "plain_torchdiffeq": PlainRunner(plain_trainer, 512, 1e-3, 1e-5),
     }
-    evaluate = _Evaluator(trainer.data.test, recommended["t1"])
+    evaluate = Evaluator(trainer.data.test, recommended["t1"])
     curves: dict[str, list[tuple[float, float]]] = {k: [] for k in runners}
     for name, runner in runners.items():
         curves[name].append((0.0, evaluate(runner.field)))
@@ -303,56 +168,9 @@ def bench_quality(
         result["seconds_to_target"] = {
             k: _first_time(c, TARGET_8GAUSSIANS) for k, c in curves.items()
         }
-        result["true_density_nll_on_test"] = _true_8gaussians_nll(trainer.data.test)
+        result["true_density_nll_on_test"] = true_8gaussians_nll(trainer.data.test)
     fields = {k: r.field for k, r in runners.items()}
     return result, fields
-
-
-def _true_8gaussians_nll(x: Tensor) -> float:
-    x = x.double()
-    sigma = 0.5 / math.sqrt(2)
-    ang = torch.arange(8, dtype=torch.float64) * math.pi / 4
-    centres = (4 / math.sqrt(2)) * torch.stack([ang.cos(), ang.sin()], 1)
-    sq = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
-    logp = torch.logsumexp(-sq / (2 * sigma**2), 1) - math.log(8 * 2 * math.pi * sigma**2)
-    return float(-logp.mean())
-
-
-# -- plots -----------------------------------------------------------------------------------
-def _plot_curves(result: dict[str, Any], path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.2, 3.0))
-    ax = fig.subplots()
-    for name, curve in result["curves"].items():
-        ts, nll = zip(*curve, strict=True)
-        ax.plot(ts, nll, marker="o", ms=2.5, label=name.replace("_", " "))
-    if "target" in result:
-        ax.axhline(result["target"], color="grey", ls="--", lw=0.8, label="target 2.856")
-    finals = [c[-1][1] for c in result["curves"].values()]
-    lo = min(finals)
-    ax.set_ylim(lo - 0.05, lo + 1.0)
-    ax.set_xlabel("training time (s, one thread)")
-    ax.set_ylabel("test NLL (nats)")
-    ax.set_title(result["dataset"])
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-
-
-def _plot_density(field: nn.Module, data: Tensor, t1: float, path: Path, title: str) -> None:
-    from flowkit.train.plots import plot_density_2d
-
-    model = CNF(
-        field,
-        "dopri5",
-        "exact",
-        "backprop",
-        dim=2,
-        t1=t1,
-        integrator_options={"rtol": 1e-5, "atol": 1e-5},
-    )
-    plot_density_2d(model, data, path, grid=80, title=title)
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -422,11 +240,11 @@ def main() -> None:
             )
             report["quality"].append(result)
             targets = [out] + ([Path(args.docs)] if args.docs else [])
-            data = _trainer(FFJORD_TOY, dataset, 512, args.n_test, args.seed).data.test
+            data = make_trainer(FFJORD_TOY, dataset, 512, args.n_test, args.seed).data.test
             for folder in targets:
                 folder.mkdir(parents=True, exist_ok=True)
-                _plot_curves(result, folder / f"training-nll-{dataset}.png")
-                _plot_density(
+                plot_curves(result, folder / f"training-nll-{dataset}.png")
+                plot_density(
                     fields["flowkit"],
                     data,
                     recommended["t1"],

@@ -24,6 +24,11 @@ AVAILABLE = [name for name in PEERS if peer_status(name) is None]
 @pytest.mark.parametrize("peer", AVAILABLE)
 @pytest.mark.parametrize("adjoint", [False, True])
 def test_peer_log_prob_and_gradient_match_closed_form(peer: str, adjoint: bool) -> None:
+    _check_against_closed_form(peer, adjoint)
+
+
+def _check_against_closed_form(peer: str, adjoint: bool) -> None:
+    """``log p`` and parameter gradients of ``peer`` on an affine field vs the closed form."""
     d = 3
     field = _linear_field(d, seed=1)
     x = torch.randn(16, d, generator=torch.Generator().manual_seed(2))
@@ -79,3 +84,54 @@ def test_unavailable_peer_is_skipped_with_a_message(monkeypatch: pytest.MonkeyPa
     with pytest.raises(PeerUnavailableError, match="not installed"):
         make_peer("ghost", torch.nn.Linear(1, 1), dim=1)
     assert "unknown peer" in (peer_status("nobody") or "")
+
+
+class _StandInNeuralODE(torch.nn.Module):
+    """torchdyn's ``NeuralODE`` interface on ``torchdiffeq`` (torchdyn needs a newer torch)."""
+
+    def __init__(
+        self, vector_field: torch.nn.Module, *, solver: str, sensitivity: str, **tol: float
+    ) -> None:
+        super().__init__()
+        self.vf, self.solver, self.tol = vector_field, solver, tol
+        assert sensitivity in ("autograd", "adjoint")
+
+    def forward(self, y0: torch.Tensor, t_span: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        import torchdiffeq
+
+        return t_span, torchdiffeq.odeint(self.vf, y0, t_span, method=self.solver, **self.tol)
+
+
+def test_torchdyn_peer_matches_closed_form_on_a_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The torchdyn peer's sign and time reversal, run on a stand-in ``NeuralODE``."""
+    import sys
+    import types
+
+    core = types.ModuleType("torchdyn.core")
+    core.NeuralODE = _StandInNeuralODE  # type: ignore[attr-defined]
+    package = types.ModuleType("torchdyn")
+    package.core = core  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torchdyn", package)
+    monkeypatch.setitem(sys.modules, "torchdyn.core", core)
+    _check_against_closed_form("torchdyn", adjoint=False)
+    field = _linear_field(2, seed=5)
+    with pytest.raises(ValueError, match="adaptive solvers only"):
+        make_peer("torchdyn", field, dim=2, step_size=0.1)
+
+
+@pytest.mark.parametrize("peer", AVAILABLE)
+def test_peers_refuse_unknown_options_and_traces(peer: str) -> None:
+    field = _linear_field(2, seed=7)
+    with pytest.raises(TypeError, match="tolerance"):
+        make_peer(peer, field, dim=2, tolerance=1e-3)
+    with pytest.raises(ValueError, match="trace must be 'exact' or 'hutchinson'"):
+        make_peer(peer, field, dim=2, trace="hutch")
+
+
+@pytest.mark.skipif("zuko" not in AVAILABLE, reason="zuko is not installed")
+def test_zuko_peer_refuses_what_zuko_cannot_run() -> None:
+    field = _linear_field(2, seed=8)
+    with pytest.raises(ValueError, match="adaptive dopri5"):
+        make_peer("zuko", field, dim=2, method="rk4")
+    with pytest.raises(ValueError, match="adaptive dopri5"):
+        make_peer("zuko", field, dim=2, step_size=0.1)

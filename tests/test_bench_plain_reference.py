@@ -23,6 +23,7 @@ def _field() -> torch.nn.Module:
 
 
 def _load_training_benchmark() -> ModuleType:
+    """The module of ``benchmarks/training.py`` that builds the compared models."""
     spec = importlib.util.spec_from_file_location("flowkit_benchmark_training", TRAINING_BENCHMARK)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -31,7 +32,7 @@ def _load_training_benchmark() -> ModuleType:
         spec.loader.exec_module(module)
     finally:
         del sys.modules[spec.name]
-    return module
+    return sys.modules[module.make_trainer.__module__]  # its sibling, training_setups.py
 
 
 @pytest.mark.parametrize("trace", ["exact", "hutchinson"])
@@ -54,7 +55,7 @@ def _peer() -> torch.nn.Module:
 
 
 def _benchmark_reference() -> torch.nn.Module:
-    return _load_training_benchmark()._plain(_field(), dim=3, t1=1.0)
+    return _load_training_benchmark().plain_model(_field(), dim=3, t1=1.0)
 
 
 @pytest.mark.parametrize("make", [_peer, _benchmark_reference], ids=["peer", "training.py"])
@@ -81,7 +82,7 @@ def test_adjoint_forward_solve_builds_no_second_order_graph(
 def test_training_benchmark_uses_the_peer_as_its_plain_reference() -> None:
     training = _load_training_benchmark()
     field = _field()
-    model = training._plain(field, dim=3, t1=0.5)
+    model = training.plain_model(field, dim=3, t1=0.5)
     assert type(model) is PlainCNF
     assert model.aug.trace == "exact" and model.adjoint and model.method == "dopri5"
     assert model.field is not field  # a copy: the two models train their own weights

@@ -98,3 +98,22 @@ def test_cli_reports_bad_selection_with_exit_code_2() -> None:
     result = CliRunner().invoke(app, ["bench", "--integrators", "no_such_solver", "--no-progress"])
     assert result.exit_code == 2
     assert "No integrator matches 'no_such_solver'" in result.output
+
+
+def test_a_suite_that_fails_to_import_raises_instead_of_vanishing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every suite ships with flowkit: a broken import is an error, not a missing suite."""
+    import sys
+
+    from flowkit.bench.suites import SUITES, available_suites, get_suite
+
+    monkeypatch.delitem(sys.modules, "flowkit.bench.suites.training", raising=False)
+    monkeypatch.setitem(sys.modules, "flowkit.train", None)  # importing it raises ImportError
+    get_suite.cache_clear()
+    try:
+        assert available_suites() == list(SUITES)
+        with pytest.raises(ImportError):
+            get_suite("training")
+    finally:
+        get_suite.cache_clear()

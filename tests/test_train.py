@@ -27,6 +27,7 @@ from flowkit.train import (
     train,
 )
 from flowkit.train.config import config_fields
+from flowkit.train.resume import RESUMABLE_OPTIONS
 
 attach_subcommands()
 
@@ -323,6 +324,24 @@ def test_resume_via_cli_and_its_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "--resume", str(tmp_path), "--iterations", "5"])
     assert result.exit_code == 0, result.output
     assert "stopped after 5 iterations" in result.output
+
+
+def test_resume_options_are_one_list_for_cli_and_trainer(tmp_path: Path) -> None:
+    """The command line and the trainer accept the same resumable options, from one list."""
+    config = TrainConfig(**{**TINY, "iterations": 4})
+    train(config, run_dir=tmp_path / "run")
+    moved = tmp_path / "moved"
+    (tmp_path / "run").rename(moved)
+    changes = {"iterations": 5, "progress": False, "plots": False, "checkpoint_every": 2}
+    changes |= {"threads": 1, "device": "cpu", "out_dir": str(moved), "time_budget": 60.0}
+    assert set(changes) | {"tensorboard"} == set(RESUMABLE_OPTIONS)
+    assert train(config.replace(**changes), run_dir=moved, resume=True).iterations == 5
+    runner = CliRunner()
+    args = ["--iterations", "6", "--threads", "1", "--checkpoint-every", "3", "--no-plots"]
+    result = runner.invoke(app, ["train", "--resume", str(moved), *args])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["train", "--resume", str(moved), "--out-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "drop --out-dir" in result.output
 
 
 def test_checkpoint_is_atomic_and_weights_only(tmp_path: Path) -> None:

@@ -145,10 +145,6 @@ def plan_tasks(config: BenchConfig, registry: Registry | None = None) -> _Planne
     if not planned.suites:
         raise BenchSelectionError("No suite can run this selection: " + " | ".join(errors))
     planned.notes.extend(errors)
-    if "training" not in available_suites() and not explicit:
-        planned.notes.append(
-            "training suite absent: it needs flowkit.train (the training loop), not importable here"
-        )
     return planned
 
 

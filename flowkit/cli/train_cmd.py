@@ -25,6 +25,7 @@ from flowkit.train.config import (
     load_toml,
     parse_assignment,
 )
+from flowkit.train.resume import RESUMABLE_OPTIONS
 
 __all__ = ["build_config", "option_name", "train_command"]
 
@@ -149,18 +150,6 @@ def build_config(
     return config.replace(**given) if given else config
 
 
-_RESUMABLE = (
-    "iterations",
-    "time_budget",
-    "progress",
-    "plots",
-    "tensorboard",
-    "checkpoint_every",
-    "threads",
-    "device",
-)
-
-
 def train_command(**kwargs: Any) -> None:
     """Train a continuous normalizing flow (default: FFJORD's toy model on 8gaussians).
 
@@ -176,10 +165,13 @@ def train_command(**kwargs: Any) -> None:
     if resume is not None:
         if config_file is not None:
             raise ConfigError("--resume uses the run's own configuration; drop --config.")
-        fixed = sorted(k for k, v in kwargs.items() if v is not None and k not in _RESUMABLE)
+        if kwargs.get("out_dir") is not None:
+            raise ConfigError("--resume DIR names the run directory already; drop --out-dir.")
+        allowed = [k for k in RESUMABLE_OPTIONS if k != "out_dir"]
+        fixed = sorted(k for k, v in kwargs.items() if v is not None and k not in allowed)
         if fixed:
             raise ConfigError(
-                f"When resuming, only {', '.join(option_name(k) for k in _RESUMABLE)} may "
+                f"When resuming, only {', '.join(option_name(k) for k in allowed)} may "
                 f"be given; got {', '.join(option_name(k) for k in fixed)}."
             )
         base = load_toml(Path(resume) / "config.toml")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+from flowkit.distributions import standard_normal_log_prob
 
 __all__ = ["StandardNormal"]
 
@@ -23,7 +24,7 @@ class StandardNormal:
 
     def log_prob(self, z: Tensor) -> Tensor:
         """``log N(z; 0, I)`` per row, shape ``(batch,)``."""
-        return -0.5 * z.pow(2).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
+        return standard_normal_log_prob(z)
 
     def sample(
         self,

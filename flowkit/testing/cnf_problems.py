@@ -18,11 +18,10 @@ Problems:
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
+from flowkit.distributions import standard_normal_log_prob
 from flowkit.interfaces import VectorField
 from flowkit.plugins.vector_fields import LinearField
 from flowkit.registry import ComponentSpec
@@ -39,11 +38,6 @@ __all__ = [
     "tanh_pull_back",
     "time_integral",
 ]
-
-
-def standard_normal_log_prob(z: Tensor) -> Tensor:
-    """``log N(z; 0, I)`` per row."""
-    return -0.5 * z.pow(2).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
 
 
 def time_integral(rate: float, t0: float, t1: float) -> float:

@@ -6,9 +6,10 @@
 
 from flowkit.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from flowkit.train.config import ConfigError, TrainConfig, dump_toml, load_toml
+from flowkit.train.result import TrainResult
 from flowkit.train.run import train, write_outputs
 from flowkit.train.rundir import RunDirError, RunLockedError
-from flowkit.train.trainer import Trainer, TrainingDivergedError, TrainResult
+from flowkit.train.trainer import Trainer, TrainingDivergedError
 
 __all__ = [
     "CheckpointError",

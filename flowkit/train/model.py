@@ -16,9 +16,20 @@ import torch
 from flowkit.errors import FlowkitError
 from flowkit.train.config import ConfigError, TrainConfig
 
-__all__ = ["build_eval_model", "build_model", "check_components", "resolve_device"]
+__all__ = [
+    "build_eval_model",
+    "build_model",
+    "check_components",
+    "resolve_device",
+    "resolve_dtype",
+]
 
 _DEVICE_HINT = "use auto, cpu, cuda, cuda:N or mps"
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a configuration's ``dtype`` (``"float32"`` or ``"float64"``)."""
+    return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
 def resolve_device(name: str, *, rank: int = 0) -> torch.device:

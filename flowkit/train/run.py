@@ -24,14 +24,17 @@ from flowkit.train.plots import (
     plot_samples_2d,
     plot_trajectories_2d,
 )
+from flowkit.train.result import TrainResult
 from flowkit.train.rundir import (
+    RESULTS_NAME,
     RunDirError,
     RunLock,
     check_run_dir,
     clean_temporaries,
     clear_run,
+    default_run_dir,
 )
-from flowkit.train.trainer import RESULTS_NAME, Trainer, TrainResult, default_run_dir
+from flowkit.train.trainer import Trainer
 
 __all__ = ["train", "write_outputs"]
 

@@ -6,6 +6,8 @@
 * :class:`RunLock` is a lock file holding the owner's PID (and host), created
   atomically; a second writer is refused, and a lock whose process is gone is
   taken over, saying so.
+* :func:`default_run_dir` names a fresh ``runs/<timestamp>``; the names of
+  the files a run writes are constants here.
 * :func:`clean_temporaries` removes what a run killed while writing a
   checkpoint left behind; :func:`clear_run` removes a previous run's files
   for ``--overwrite``.
@@ -19,13 +21,17 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
 from flowkit.errors import FlowkitError
 
 __all__ = [
+    "CHECKPOINT_NAME",
+    "CONFIG_NAME",
     "LOCK_NAME",
+    "RESULTS_NAME",
     "RUN_FILES",
     "RunDirError",
     "RunLock",
@@ -34,15 +40,25 @@ __all__ = [
     "check_writable",
     "clean_temporaries",
     "clear_run",
+    "default_run_dir",
 ]
 
 LOCK_NAME = ".flowkit-train.lock"
 """The lock file of a run directory (holds the writer's PID and host name)."""
 
+CHECKPOINT_NAME = "checkpoint.pt"
+"""The run's checkpoint (see :mod:`flowkit.train.checkpoint`)."""
+
+CONFIG_NAME = "config.toml"
+"""The run's configuration, as ``--config`` reads it."""
+
+RESULTS_NAME = "results.json"
+"""The run's :class:`~flowkit.train.result.TrainResult`."""
+
 RUN_FILES: tuple[str, ...] = (
-    "checkpoint.pt",
-    "config.toml",
-    "results.json",
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    RESULTS_NAME,
     "metrics.csv",
     "metrics.jsonl",
     "tensorboard",
@@ -53,7 +69,18 @@ RUN_FILES: tuple[str, ...] = (
 )
 """What ``flowkit train`` writes into a run directory (``--overwrite`` removes exactly these)."""
 
-_TEMPORARY_GLOB = ".checkpoint.pt.*.tmp"
+_TEMPORARY_GLOB = f".{CHECKPOINT_NAME}.*.tmp"
+
+
+def default_run_dir(root: str | Path = "runs") -> Path:
+    """``runs/<timestamp>`` (a fresh name; a suffix is added if it exists)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / stamp
+    n = 1
+    while path.exists():
+        path = Path(root) / f"{stamp}-{n}"
+        n += 1
+    return path
 
 
 class RunDirError(FlowkitError):

@@ -1,7 +1,9 @@
 """The training loop: Adam on the negative log-likelihood plus weighted regularizers.
 
 :class:`Trainer` owns one run: the data, the model, the optimiser and schedule,
-the sampler and every random generator, the logs and the checkpoints. Its
+the sampler and every random generator, the logs and the checkpoints
+(:class:`~flowkit.train.resume.CheckpointedRun`); evaluation and validation
+are :class:`~flowkit.train.evaluation.EvaluatedRun`. Its
 :meth:`~Trainer.step`, :meth:`~Trainer.validate` and :meth:`~Trainer.evaluate`
 are public so that a benchmark can drive it step by step; :meth:`~Trainer.fit`
 runs the whole loop (iterations or a time budget, validation at intervals,
@@ -16,13 +18,11 @@ References:
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,29 +32,16 @@ from torch import Tensor, nn
 
 from flowkit.data import BatchSampler, DataSplits, load_dataset
 from flowkit.errors import FlowkitError, InvalidInputError, NonFiniteStateError
-from flowkit.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from flowkit.train.config import ConfigError, TrainConfig, dump_toml
+from flowkit.train.config import TrainConfig, dump_toml
 from flowkit.train.distributed import DistContext
+from flowkit.train.evaluation import EvaluatedRun
 from flowkit.train.logger import MetricsLogger, tensorboard_available
-from flowkit.train.model import build_eval_model, build_model, check_components, resolve_device
-from flowkit.train.rundir import check_run_dir
+from flowkit.train.model import build_model, check_components, resolve_device, resolve_dtype
+from flowkit.train.result import TrainResult
+from flowkit.train.resume import CheckpointedRun
+from flowkit.train.rundir import CONFIG_NAME, RESULTS_NAME, check_run_dir, default_run_dir
 
 __all__ = ["TrainResult", "Trainer", "TrainingDivergedError", "default_run_dir"]
-
-CHECKPOINT_NAME = "checkpoint.pt"
-RESULTS_NAME = "results.json"
-CONFIG_NAME = "config.toml"
-
-
-def default_run_dir(root: str | Path = "runs") -> Path:
-    """``runs/<timestamp>`` (a fresh name; a suffix is added if it exists)."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(root) / stamp
-    n = 1
-    while path.exists():
-        path = Path(root) / f"{stamp}-{n}"
-        n += 1
-    return path
 
 
 class TrainingDivergedError(FlowkitError, FloatingPointError):
@@ -63,36 +50,6 @@ class TrainingDivergedError(FlowkitError, FloatingPointError):
 
 _LARGE_DATA = 1e3
 """Largest absolute training value above which a diverging run blames the data's scale."""
-
-
-@dataclass
-class TrainResult:
-    """The outcome of :meth:`Trainer.fit` (also written to ``results.json``).
-
-    Attributes:
-        run_dir: where logs, checkpoints and plots are.
-        iterations: iterations completed.
-        stop_reason: ``"iterations"``, ``"time_budget"`` or ``"early_stopping"``.
-        train_seconds: wall time spent in training steps (evaluation excluded).
-        best_val_nll: the best validation NLL (model space, nats), if validated.
-        best_iteration: the iteration of the best validation NLL.
-        test_nll: test NLL of the returned model (model space, nats per sample).
-        test_nll_data: the same in the data's own units.
-        test_bits_per_dim: bits per dimension for quantised data (digits).
-        final_loss: the last training loss.
-    """
-
-    run_dir: str
-    iterations: int
-    stop_reason: str
-    train_seconds: float
-    best_val_nll: float | None
-    best_iteration: int | None
-    test_nll: float
-    test_nll_data: float
-    test_bits_per_dim: float | None
-    final_loss: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _LossModule(nn.Module):
@@ -106,11 +63,7 @@ class _LossModule(nn.Module):
         return self.cnf.log_prob_and_regularization(x, t1=t1)  # type: ignore[no-any-return]
 
 
-def _dtype(name: str) -> torch.dtype:
-    return {"float32": torch.float32, "float64": torch.float64}[name]
-
-
-class Trainer:
+class Trainer(CheckpointedRun, EvaluatedRun):
     """One training run of a CNF.
 
     Arguments:
@@ -153,7 +106,7 @@ class Trainer:
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         self.device = resolve_device(config.device, rank=self.ctx.rank)
-        self.dtype = _dtype(config.dtype)
+        self.dtype = resolve_dtype(config.dtype)
         self.run_dir = Path(run_dir or config.out_dir or default_run_dir())
         check_components(config)
         if self.write:
@@ -360,160 +313,6 @@ class Trainer:
             )
         return TrainingDivergedError(f"At iteration {self.iteration + 1} {what}; {hint}.")
 
-    # -- evaluation ----------------------------------------------------------------------
-    def evaluation_model(self, model: nn.Module | None = None) -> nn.Module:
-        """``model`` (default: the trained one) solved by the evaluation integrator.
-
-        The returned CNF shares the field (and so the weights) of ``model`` and
-        its trace estimator, but integrates with ``eval_integrator`` and
-        ``eval_integrator_options`` (dopri5 at 1e-5 by default) and without
-        regularizers, so reported NLLs and plots do not profit from a loose
-        training tolerance or a few fixed steps.
-
-        Raises:
-            UnknownComponentError, ConfigError: an unknown evaluation integrator or option.
-        """
-        model = model or self.model
-        return build_eval_model(model, self.config)
-
-    @torch.no_grad()
-    def evaluate(self, x: Tensor, *, model: nn.Module | None = None) -> float:
-        """Mean NLL (model space, nats) of ``x`` at the configured end time.
-
-        The model is solved by the evaluation integrator (see
-        :meth:`evaluation_model`). The work is split across ranks and in chunks
-        of ``eval_batch_size``. Evaluation runs on its own random stream (fixed
-        probes for a stochastic trace), so it neither perturbs nor depends on
-        the training stream.
-        """
-        model = self.evaluation_model(model)
-        model.eval()
-        share = x[self.ctx.rank :: self.ctx.world_size] if self.ctx.distributed else x
-        total = torch.zeros((), dtype=torch.float64, device=self.device)
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.config.seed + 5)
-            for chunk in share.split(self.config.eval_batch_size):
-                total += -model.log_prob(chunk).to(torch.float64).sum()
-        if self.ctx.distributed:
-            dist.all_reduce(total)
-        return float(total) / len(x)
-
-    def validate(self) -> float:
-        """Validation NLL; updates the best model and the early-stopping counter."""
-        val = self.data.val
-        if self.config.val_size is not None:
-            val = val[: self.config.val_size]
-        nll = self.evaluate(val)
-        if self.best_val_nll is None or nll < self.best_val_nll:
-            self.best_val_nll = nll
-            self.best_iteration = self.iteration
-            self.bad_validations = 0
-            self.best_state = copy.deepcopy(self.model.state_dict())
-        else:
-            self.bad_validations += 1
-        return nll
-
-    # -- checkpoints ---------------------------------------------------------------------
-    def _rng_states(self) -> dict[str, Any]:
-        torch_state = torch.get_rng_state()
-        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        if self.ctx.distributed:
-            gathered: list[Any] = [None] * self.ctx.world_size
-            dist.all_gather_object(gathered, (torch_state, cuda))
-            torch_states = [g[0] for g in gathered]
-            cuda_states = [g[1] for g in gathered]
-        else:
-            torch_states, cuda_states = [torch_state], [cuda]
-        return {
-            "torch": torch_states,
-            "cuda": cuda_states,
-            "sampler": self.sampler.state_dict(),
-            "steer": self.steer_generator.get_state(),
-            "dequant": self.dequant_generator.get_state(),
-        }
-
-    def checkpoint_state(self) -> dict[str, Any]:
-        """Everything a resumed run needs, as tensors and plain values."""
-        return {
-            "config": json.dumps(self.config.to_dict(), sort_keys=True),
-            "iteration": self.iteration,
-            "train_seconds": self.train_seconds,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "best_val_nll": self.best_val_nll,
-            "best_iteration": self.best_iteration,
-            "bad_validations": self.bad_validations,
-            "best_model": self.best_state,
-            "last_loss": self.last_loss,
-            "world_size": self.ctx.world_size,
-            "rng": self._rng_states(),
-        }
-
-    def save(self) -> Path | None:
-        """Write ``checkpoint.pt`` atomically (every rank joins; the main one writes)."""
-        state = self.checkpoint_state()
-        if not self.write:
-            return None
-        return save_checkpoint(state, self.run_dir / CHECKPOINT_NAME)
-
-    _RESUME_MAY_CHANGE = frozenset(
-        {
-            "iterations",
-            "time_budget",
-            "progress",
-            "plots",
-            "tensorboard",
-            "checkpoint_every",
-            "out_dir",
-            "threads",
-            "device",
-        }
-    )
-
-    def _resume(self) -> None:
-        state = load_checkpoint(self.run_dir / CHECKPOINT_NAME, map_location=self.device)
-        saved = json.loads(state["config"])
-        current = json.loads(json.dumps(self.config.to_dict()))
-        changed = sorted(
-            k for k in saved if saved.get(k) != current.get(k) and k not in self._RESUME_MAY_CHANGE
-        )
-        if changed:
-            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
-            raise ConfigError(
-                f"Cannot resume {self.run_dir} with a different configuration ({detail}); "
-                "only iterations, time_budget and output options may change."
-            )
-        if state.get("world_size", 1) != self.ctx.world_size:
-            raise ConfigError(
-                f"The run was checkpointed with {state.get('world_size')} process(es); resume "
-                f"it with --nproc {state.get('world_size')}."
-            )
-        try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(
-                f"{self.run_dir / CHECKPOINT_NAME} does not fit this model: "
-                f"{str(exc).splitlines()[0]}"
-            ) from None
-        self.iteration = int(state["iteration"])
-        self.train_seconds = float(state["train_seconds"])
-        self.best_val_nll = state["best_val_nll"]
-        self.best_iteration = state["best_iteration"]
-        self.bad_validations = int(state["bad_validations"])
-        self.best_state = state["best_model"]
-        self.last_loss = float(state["last_loss"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"][self.ctx.rank].cpu())
-        cuda = rng["cuda"][self.ctx.rank]
-        if cuda is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(cuda.cpu(), self.device)
-        self.sampler.load_state_dict({k: v.cpu() for k, v in rng["sampler"].items()})
-        self.steer_generator.set_state(rng["steer"].cpu())
-        self.dequant_generator.set_state(rng["dequant"].cpu())
-
     # -- the loop ------------------------------------------------------------------------
     def _should_stop(self) -> str | None:
         c = self.config
@@ -577,14 +376,6 @@ class Trainer:
             if self.logger is not None:
                 self.logger.close()
         return self.finish(reason or "iterations")
-
-    def final_model(self) -> nn.Module:
-        """The model to report: the best validated weights, or the last ones."""
-        if self.best_state is None:
-            return self.model
-        model = copy.deepcopy(self.model)
-        model.load_state_dict(self.best_state)
-        return model
 
     def finish(self, reason: str) -> TrainResult:
         """Test the final model and write ``results.json``."""

@@ -4,16 +4,50 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from flowkit.errors import FlowkitError
 
-__all__ = ["PEERS", "Peer", "PeerUnavailableError", "make_peer", "peer_status"]
+__all__ = [
+    "PEERS",
+    "Peer",
+    "PeerOptions",
+    "PeerUnavailableError",
+    "make_peer",
+    "peer_status",
+]
 
 
 class PeerUnavailableError(FlowkitError):
     """A peer library that is not installed (or cannot run this configuration)."""
+
+
+@dataclass(frozen=True)
+class PeerOptions:
+    """The options every peer's constructor takes, with their defaults (one list for all).
+
+    Attributes:
+        dim: the data dimension.
+        method: the library's solver name (``"dopri5"``, ``"rk4"``, ...).
+        rtol, atol: tolerances of adaptive methods.
+        step_size: the step of fixed-step methods (``None`` for adaptive ones).
+        trace: ``"exact"`` or ``"hutchinson"``.
+        adjoint: use the library's adjoint instead of backpropagating through
+            the solver (where the library has the choice).
+        t0, t1: the time span (base at ``t0``, data at ``t1``).
+    """
+
+    dim: int
+    method: str = "dopri5"
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    step_size: float | None = None
+    trace: str = "exact"
+    adjoint: bool = False
+    t0: float = 0.0
+    t1: float = 1.0
 
 
 class Peer(nn.Module, ABC):
@@ -21,9 +55,9 @@ class Peer(nn.Module, ABC):
 
     Contract:
         * The constructor takes the field module (shared weights, ``forward(t, x)``,
-          flowkit's convention: base at ``t0``, data at ``t1``), ``dim``, the
-          method name, ``rtol``/``atol``, the trace method (``"exact"`` or
-          ``"hutchinson"``) and whether to use the library's adjoint.
+          flowkit's convention: base at ``t0``, data at ``t1``) and the
+          keyword options of :class:`PeerOptions`; an unknown option raises
+          ``TypeError``.
         * :meth:`log_prob` returns ``log p(x)`` of shape ``(batch,)``, with
           gradients to the field's parameters when grad mode is on.
         * :attr:`evaluations` counts every evaluation of the augmented

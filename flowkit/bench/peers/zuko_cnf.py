@@ -14,10 +14,13 @@ References:
 
 from __future__ import annotations
 
+from typing import Any
+
 import zuko
 from torch import Tensor, nn
 
-from flowkit.bench.peers.base import Peer
+from flowkit.bench.peers.base import Peer, PeerOptions
+from flowkit.bench.peers.plain_dynamics import TRACES
 
 __all__ = ["ZukoCNF"]
 
@@ -42,42 +45,26 @@ class ZukoCNF(Peer):
 
     Arguments:
         field: the vector field ``f(t, z)`` (flowkit's convention).
-        dim: the data dimension.
-        method: must be ``"dopri5"`` (zuko has no other solver).
-        rtol, atol: zuko's tolerances.
-        step_size: unsupported (zuko is adaptive only); must be ``None``.
-        trace: ``"exact"`` or ``"hutchinson"``.
-        adjoint: ignored in effect: zuko always uses its adaptive-checkpoint
-            adjoint; accepted so every peer takes the same options.
-        t0, t1: the time span (base at ``t0``, data at ``t1``).
+        options: the keyword options of :class:`~flowkit.bench.peers.base.PeerOptions`;
+            ``method`` must be ``"dopri5"`` (zuko has no other solver) and
+            ``step_size`` ``None`` (zuko is adaptive only); ``adjoint`` is
+            ignored in effect: zuko always uses its adaptive-checkpoint adjoint.
 
     Raises:
         ValueError: for a method other than ``dopri5``, a step size, or an
             unknown trace.
     """
 
-    def __init__(
-        self,
-        field: nn.Module,
-        *,
-        dim: int,
-        method: str = "dopri5",
-        rtol: float = 1e-5,
-        atol: float = 1e-5,
-        step_size: float | None = None,
-        trace: str = "exact",
-        adjoint: bool = True,
-        t0: float = 0.0,
-        t1: float = 1.0,
-    ) -> None:
+    def __init__(self, field: nn.Module, **options: Any) -> None:
         super().__init__()
-        if method != "dopri5" or step_size is not None:
-            raise ValueError(f"zuko only has an adaptive dopri5 solver, not {method!r}.")
-        if trace not in ("exact", "hutchinson"):
-            raise ValueError(f"trace must be 'exact' or 'hutchinson', got {trace!r}.")
-        self.flow = zuko.flows.CNF(dim, atol=atol, rtol=rtol, exact=trace == "exact")
+        o = PeerOptions(**options)
+        if o.method != "dopri5" or o.step_size is not None:
+            raise ValueError(f"zuko only has an adaptive dopri5 solver, not {o.method!r}.")
+        if o.trace not in TRACES:
+            raise ValueError(f"trace must be 'exact' or 'hutchinson', got {o.trace!r}.")
+        self.flow = zuko.flows.CNF(o.dim, atol=o.atol, rtol=o.rtol, exact=o.trace == "exact")
         transform = self.flow.transform
-        transform.ode = _Reversed(field, t0, t1)
+        transform.ode = _Reversed(field, o.t0, o.t1)
         # zuko calls ``self.f(t, x, c)``; route it to the reversed field.
         transform.f = lambda t, x, c=None: transform.ode(t, x)
 

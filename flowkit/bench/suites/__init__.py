@@ -1,7 +1,9 @@
 """The benchmark suites, by name, imported on first use.
 
-``accuracy``, ``speed`` and ``memory`` always exist; ``training`` exists when
-:mod:`flowkit.train` (the training loop) is installed.
+Every suite ships with flowkit (``training`` drives :mod:`flowkit.train`, which
+is part of flowkit), so all of them are always available; a suite that fails
+to import is a broken installation and raises, rather than silently vanishing
+from the report.
 """
 
 from __future__ import annotations
@@ -23,17 +25,9 @@ SUITES: dict[str, str] = {
 """Suite name -> ``module:class``, in report order."""
 
 
-def _training_available() -> bool:
-    try:
-        importlib.import_module("flowkit.bench.suites.training")
-    except ImportError:  # flowkit.train (or the part the suite uses) is absent
-        return False
-    return True
-
-
 def available_suites() -> list[str]:
-    """The suites this installation can run (``training`` needs :mod:`flowkit.train`)."""
-    return [n for n in SUITES if n != "training" or _training_available()]
+    """The suites, in report order."""
+    return list(SUITES)
 
 
 @cache
@@ -41,17 +35,11 @@ def get_suite(name: str) -> Suite:
     """The suite called ``name``.
 
     Raises:
-        BenchSelectionError: for an unknown or unavailable suite, listing the
-            available ones.
+        BenchSelectionError: for an unknown suite, listing the available ones.
     """
     if name not in SUITES:
         raise BenchSelectionError(
             f"Unknown suite {name!r}. Available suites: {', '.join(available_suites())}."
-        )
-    if name not in available_suites():
-        raise BenchSelectionError(
-            f"The {name!r} suite needs flowkit.train, which is not installed in this version. "
-            f"Available suites: {', '.join(available_suites())}."
         )
     module_name, cls_name = SUITES[name].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)

@@ -26,10 +26,11 @@ from torch import Tensor
 from flowkit.bench.selection import select_combinations
 from flowkit.bench.subjects import integrator_options
 from flowkit.bench.suites.base import Plan, PlanContext, Suite
-from flowkit.bench.suites.common import seed_everything
+from flowkit.bench.suites.common import combination_params, seed_everything
 from flowkit.bench.tasks import Metric, Task
 from flowkit.bench.timing import stopwatch
 from flowkit.registry import get_registry
+from flowkit.testing.cnf_problems import affine_log_prob
 
 __all__ = ["AccuracySuite", "closed_form_log_prob"]
 
@@ -40,6 +41,9 @@ CLOSED_FORM_FIELDS = ("linear",)
 def closed_form_log_prob(matrix: Tensor, bias: Tensor, x: Tensor) -> Tensor:
     """``log p(x)`` of the CNF with field ``A x + b`` on ``[0, 1]`` and base ``N(0, I)``.
 
+    The affine closed form of :func:`flowkit.testing.cnf_problems.affine_log_prob`
+    (its one home), in the argument order of this suite.
+
     Arguments:
         matrix: ``A``, shape ``(d, d)``.
         bias: ``b``, shape ``(d,)``.
@@ -48,14 +52,7 @@ def closed_form_log_prob(matrix: Tensor, bias: Tensor, x: Tensor) -> Tensor:
     Returns:
         ``log N(x0; 0, I) - tr(A)`` per point, differentiable in ``A`` and ``b``.
     """
-    d = matrix.shape[0]
-    gen = torch.zeros(d + 1, d + 1, dtype=matrix.dtype, device=matrix.device)
-    gen[:d, :d] = -matrix
-    gen[:d, d] = -bias
-    flow = torch.linalg.matrix_exp(gen)[:d]
-    x0 = x @ flow[:, :d].T + flow[:, d]
-    log_base = -0.5 * (x0**2).sum(dim=1) - 0.5 * d * math.log(2 * math.pi)
-    return log_base - torch.diagonal(matrix).sum()
+    return affine_log_prob(x, matrix, bias)
 
 
 class AccuracySuite(Suite):
@@ -99,10 +96,7 @@ class AccuracySuite(Suite):
             for tol, steps in settings:
                 acc = f"tol {tol:g}" if adaptive else f"{steps} steps"
                 params = {
-                    "field": combo.field.name,
-                    "integrator": combo.integrator.name,
-                    "trace": combo.trace.name,
-                    "gradient": combo.gradient.name,
+                    **combination_params(combo),
                     "rtol": tol,
                     "atol": tol,
                     "steps": steps,

@@ -28,7 +28,7 @@ import torch
 from flowkit.bench.selection import select_combinations
 from flowkit.bench.subjects import integrator_options
 from flowkit.bench.suites.base import Plan, PlanContext, Suite
-from flowkit.bench.suites.common import DTYPES, seed_everything
+from flowkit.bench.suites.common import DTYPES, combination_params, seed_everything
 from flowkit.bench.tasks import Metric, Task
 from flowkit.bench.timing import stopwatch, synchronize
 from flowkit.registry import get_registry
@@ -123,10 +123,7 @@ class MemorySuite(Suite):
         for combo in picked.combinations:
             for steps in steps_list:
                 params = {
-                    "field": combo.field.name,
-                    "integrator": combo.integrator.name,
-                    "trace": combo.trace.name,
-                    "gradient": combo.gradient.name,
+                    **combination_params(combo),
                     "steps": steps,
                     "batch": batch,
                     "dim": 2,

@@ -11,7 +11,8 @@ Measured per repetition: the time and function evaluations of ``log_prob``
 Also measured, for the issue's goals: the plain solve (no trace) overhead
 ``time / (nfe x one field evaluation)``, and flowkit's vectorised exact trace
 against the plain implementation's loop over dimensions at d = 8 (one
-gradient strategy: ``backprop`` when selected).
+gradient strategy: ``backprop`` when selected). The goals themselves are
+judged in :mod:`flowkit.bench.suites.speed_goals`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from flowkit.bench.selection import select_combinations
 from flowkit.bench.subjects import PEER_TRACE, build_model, integrator_options, peer_method
 from flowkit.bench.suites.base import Plan, PlanContext, Suite
 from flowkit.bench.suites.common import DTYPES, seed_everything
+from flowkit.bench.suites.speed_goals import GRADIENT_FAMILY, speed_goals
 from flowkit.bench.tasks import Metric, Task
 from flowkit.bench.timing import median_time, stopwatch
 from flowkit.registry import Registry, get_registry
@@ -34,8 +36,6 @@ from flowkit.registry import Registry, get_registry
 __all__ = ["SpeedSuite"]
 
 TOL = 1e-5
-GRADIENT_FAMILY = {"backprop": "backprop", "adjoint": "adjoint", "torchdiffeq_adjoint": "adjoint"}
-"""flowkit gradient strategy -> the peers' equivalent (others have none)."""
 
 
 class SpeedSuite(Suite):
@@ -215,7 +215,7 @@ class SpeedSuite(Suite):
             for metric in ("step_time", "step_time_per_nfe", "logp_time")
             for row in ratio_rows(ok, metric, suite=self.name)
         ]
-        return ratios, _goals(ok, ratios)
+        return ratios, speed_goals(ok, ratios)
 
 
 def _plain_solve(registry: Registry, subject: str, field: torch.nn.Module, x: torch.Tensor) -> dict:
@@ -249,198 +249,4 @@ def _plain_solve(registry: Registry, subject: str, field: torch.nn.Module, x: to
         "field_time": field_time,
         "nfe": nfe,
         "overhead": clock.seconds / (nfe * field_time),
-    }
-
-
-def _median(res: dict[str, Any], metric: str) -> float:
-    return float(res["metrics"][metric]["median"])
-
-
-def _goals(ok: list[dict[str, Any]], ratios: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    goals = []
-    solves = {r["subject"]: r for r in ok if r["params"].get("kind") == "solve"}
-    flow = solves.get("flowkit")
-    measured = _median(flow, "overhead") if flow and "overhead" in flow["metrics"] else None
-    peer = solves.get("torchdiffeq_plain")
-    batch = flow["params"]["batch"] if flow else 512
-    note = f"batch {batch}, dopri5 1e-5, trained toy field"
-    if peer and "overhead" in peer["metrics"]:
-        note += f"; plain torchdiffeq measured {_median(peer, 'overhead'):.3f}"
-    goals.append(
-        _goal(
-            "plain solve: time / (nfe x field eval)", "<= 1.15", measured, 1.15, note, batch=batch
-        )
-    )
-
-    def step_ratios(pred: Any) -> list[dict[str, Any]]:
-        return [
-            r
-            for r in ratios
-            if r["metric"] == "step_time" and r["peer"] == "torchdiffeq_plain" and pred(r)
-        ]
-
-    by_key = {r["key"]: r for r in ok}
-    same = step_ratios(
-        lambda r: (
-            "|d2|b512" in r["group"]
-            and r["group"].startswith("dopri5|")
-            and by_key[r["numerator"]]["params"]["trace"] in ("exact_loop", "hutchinson")
-        )
-    )
-    per_nfe = {
-        (r["numerator"], r["denominator"]): r["ratio"]
-        for r in ratios
-        if r["metric"] == "step_time_per_nfe"
-    }
-
-    def nfe_note(row: dict[str, Any]) -> str:
-        a, b = by_key[row["numerator"]], by_key[row["denominator"]]
-        nfe_a = _median(a, "step_nfe") + _median(a, "step_nfe_backward")
-        nfe_b = _median(b, "step_nfe") + _median(b, "step_nfe_backward")
-        ratio = per_nfe.get((row["numerator"], row["denominator"]))
-        shown = "-" if ratio is None else f"{ratio:.3f}"
-        return f"nfe fwd+bwd {nfe_a:g} vs {nfe_b:g}; per-evaluation time ratio {shown}"
-
-    for row in same:
-        params = by_key[row["numerator"]]["params"]
-        goals.append(
-            _goal(
-                f"train step vs plain torchdiffeq, same trace ({params['label']})",
-                "<= 1.0",
-                row["ratio"],
-                1.0,
-                f"dopri5 1e-5, d=2, batch 512; {nfe_note(row)}",
-            )
-        )
-    if not same:
-        goals.append(
-            _goal(
-                "train step vs plain torchdiffeq, same trace",
-                "<= 1.0",
-                None,
-                1.0,
-                "needs dopri5, trace exact_loop or hutchinson, batch 512 (not in this selection)",
-            )
-        )
-    vec = step_ratios(
-        lambda r: "|d8|" in r["group"] and by_key[r["numerator"]]["params"]["trace"] == "exact"
-    )
-    for row in vec:
-        params = by_key[row["numerator"]]["params"]
-        goals.append(
-            _goal(
-                f"vectorised exact trace vs plain loop, d=8 ({params['label']})",
-                "<= 0.8",
-                row["ratio"],
-                0.8,
-                f"batch {params['batch']}; {nfe_note(row)}",
-                batch=params["batch"],
-            )
-        )
-    if not vec:
-        goals.append(
-            _goal(
-                "vectorised exact trace vs plain loop, d=8",
-                "<= 0.8",
-                None,
-                0.8,
-                "needs the exact trace and a torchdiffeq-equivalent integrator (not selected)",
-            )
-        )
-    goals.extend(_zuko_goals(ok, ratios, by_key))
-    return goals
-
-
-ZUKO_LIKE_TRACES = {"exact": "exact", "hutchinson": "hutchinson"}
-"""zuko's trace option -> the flowkit trace estimator doing the same computation
-(zuko's exact trace is vectorised over dimensions, like flowkit's ``exact``)."""
-
-
-def _zuko_goals(
-    ok: list[dict[str, Any]], ratios: list[dict[str, Any]], by_key: dict[str, dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """flowkit vs zuko: the goal like for like, and best against best as information.
-
-    The goal (flowkit at most 0.6 of zuko's train-step time) compares the same
-    work: dopri5 at the same tolerance, an adjoint on both sides (zuko only
-    has its adaptive-checkpoint adjoint) and the same trace computation.
-    The fastest flowkit combination against the fastest zuko one is reported
-    beside it, labelled as such, and judged against nothing.
-    """
-    goals = []
-    like = [
-        r
-        for r in ratios
-        if r["metric"] == "step_time"
-        and r["peer"] == "zuko"
-        and "|d2|b512" in r["group"]
-        and GRADIENT_FAMILY.get(by_key[r["numerator"]]["params"]["gradient"]) == "adjoint"
-        and by_key[r["numerator"]]["params"]["trace"]
-        == ZUKO_LIKE_TRACES.get(by_key[r["denominator"]]["params"]["trace"])
-    ]
-    for row in like:
-        mine, theirs = by_key[row["numerator"]]["params"], by_key[row["denominator"]]["params"]
-        goals.append(
-            _goal(
-                f"train step vs zuko, like for like ({mine['label']})",
-                "<= 0.6",
-                row["ratio"],
-                0.6,
-                f"flowkit {mine['label']} vs zuko {theirs['label']}: adjoint vs adjoint, "
-                "same trace, dopri5 1e-5, d=2, batch 512",
-            )
-        )
-    if not like:
-        goals.append(
-            _goal(
-                "train step vs zuko, like for like",
-                "<= 0.6",
-                None,
-                0.6,
-                "needs zuko installed, batch 512, dopri5 with an adjoint gradient and the exact "
-                "or hutchinson trace (not in this run)",
-            )
-        )
-
-    def timed_at_goal_setting(subject: str) -> list[dict[str, Any]]:
-        return [
-            r
-            for r in ok
-            if r["subject"] == subject
-            and r["params"].get("kind") == "cnf"
-            and (r["params"]["dim"], r["params"]["batch"]) == (2, 512)
-            and "step_time" in r["metrics"]
-        ]
-
-    mine, zuko = timed_at_goal_setting("flowkit"), timed_at_goal_setting("zuko")
-    if mine and zuko:
-        best = min(mine, key=lambda r: _median(r, "step_time"))
-        zbest = min(zuko, key=lambda r: _median(r, "step_time"))
-        goals.append(
-            {
-                "name": "best flowkit vs best zuko, train step (information, not like for like)",
-                "target": "none",
-                "measured": _median(best, "step_time") / _median(zbest, "step_time"),
-                "met": None,
-                "note": f"fastest flowkit {best['params']['label']} vs fastest zuko "
-                f"{zbest['params']['label']}, tolerance 1e-5, d=2, batch 512; the two may differ "
-                "in gradient method and trace",
-            }
-        )
-    return goals
-
-
-def _goal(
-    name: str, target: str, measured: float | None, limit: float, note: str, *, batch: int = 512
-) -> dict:
-    """A goal row; judged only on the goal's own setting (batch 512), else ``met`` is None."""
-    judged = measured is not None and batch == 512
-    if measured is not None and not judged:
-        note += " (not judged: the goal is set at batch 512; this run used --quick)"
-    return {
-        "name": name,
-        "target": target,
-        "measured": measured,
-        "met": bool(measured <= limit) if judged else None,
-        "note": note,
     }

@@ -15,7 +15,7 @@ from typing import ClassVar
 from flowkit.bench.selection import select_combinations
 from flowkit.bench.subjects import integrator_options
 from flowkit.bench.suites.base import Plan, PlanContext, Suite
-from flowkit.bench.suites.common import seed_everything
+from flowkit.bench.suites.common import combination_params, seed_everything
 from flowkit.bench.tasks import Metric, Task
 from flowkit.registry import get_registry
 from flowkit.train import TrainConfig, Trainer
@@ -56,10 +56,7 @@ class TrainingSuite(Suite):
         seconds = 1.0 if ctx.quick else 6.0
         for combo in picked.combinations:
             params = {
-                "field": combo.field.name,
-                "integrator": combo.integrator.name,
-                "trace": combo.trace.name,
-                "gradient": combo.gradient.name,
+                **combination_params(combo),
                 "seconds": seconds,
                 "points": 4 if ctx.quick else 6,
                 "batch": 64 if ctx.quick else 256,
