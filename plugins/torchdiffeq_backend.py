@@ -19,8 +19,13 @@ flowkit's convergence-order conformance check in some range of steps.
 
 Options are torchdiffeq's own (``rtol``, ``atol`` and the keyword arguments of
 the solver class, e.g. ``first_step``, ``max_num_steps``, ``step_size``),
-validated at construction: an unknown one is a ``TypeError`` naming the valid
-ones. ``rtol``/``atol`` default to torchdiffeq's 1e-7/1e-9.
+read from its solver signatures at registration and validated at
+construction: an unknown one is a ``TypeError`` naming the valid ones.
+``rtol``/``atol`` default to torchdiffeq's 1e-7/1e-9. Adaptive methods
+declare :class:`~flowkit.interfaces.AdaptiveIntegrator` (tolerances, norm,
+step bounds; :class:`TorchdiffeqAdaptive`), fixed-grid ones
+:class:`~flowkit.interfaces.FixedStepIntegrator` (``step_size`` or
+``n_steps`` with flowkit's meaning; :class:`TorchdiffeqFixedStep`).
 
 Statistics: ``nfe`` counts calls of the field; accepted and rejected steps come
 from torchdiffeq's step callbacks (fixed-grid methods report every step as
@@ -39,9 +44,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import itertools
+import math
 import sys
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import torch
 from torch import Tensor, nn
@@ -52,12 +59,24 @@ from flowkit.errors import (
     StepSizeUnderflowError,
 )
 from flowkit.hookspecs import Register, hookimpl
-from flowkit.interfaces import Integrator
-from flowkit.rk.control import validate_tolerance_pair
+from flowkit.interfaces import (
+    AdaptiveIntegrator,
+    FixedStepIntegrator,
+    Integrator,
+    SupportsNativeAdjoint,
+)
+from flowkit.rk.control import ErrorNorm
 from flowkit.solution import Solution, SolverStats
 from flowkit.state import Dynamics, State, as_tuple
 
-__all__ = ["SKIPPED", "TorchdiffeqIntegrator", "flowkit_register_integrators", "solver_table"]
+__all__ = [
+    "SKIPPED",
+    "TorchdiffeqAdaptive",
+    "TorchdiffeqFixedStep",
+    "TorchdiffeqIntegrator",
+    "flowkit_register_integrators",
+    "solver_table",
+]
 
 _ADAMS_REASON = (
     "has no order to declare: torchdiffeq 0.2.5's AdamsBashforthMoulton starts with RK4, "
@@ -80,6 +99,8 @@ SKIPPED: dict[str, str] = {
 """torchdiffeq methods not registered, with the reason."""
 
 _NOT_OPTIONS = {"self", "func", "y0"}
+_TORCHDIFFEQ_MAX_NUM_STEPS = 2**31 - 1
+"""torchdiffeq's default ``max_num_steps``."""
 
 
 def solver_table() -> dict[str, type]:
@@ -174,14 +195,17 @@ class _CountingAdaptiveFunc(_CountingFunc):
         self.stats.backward_n_rejected += 1
 
 
-class TorchdiffeqIntegrator(Integrator):
+class TorchdiffeqIntegrator(Integrator, SupportsNativeAdjoint):
     """One torchdiffeq method behind the flowkit integrator contract.
 
     Subclasses (one per method, generated at registration) set ``method``,
-    ``order``, ``adaptive`` and ``valid_options``.
+    ``order``, ``adaptive`` and ``valid_options``, and derive from
+    :class:`TorchdiffeqAdaptive` or :class:`TorchdiffeqFixedStep`, which
+    declare the options through flowkit's option bases. Every method offers
+    torchdiffeq's own adjoint (:class:`~flowkit.interfaces.SupportsNativeAdjoint`).
 
     Arguments:
-        **options: ``rtol``, ``atol`` and the method's own options.
+        **options: the options of the method; see the two subclasses.
 
     Raises:
         TypeError: for an option the method does not take, naming the valid ones.
@@ -192,7 +216,7 @@ class TorchdiffeqIntegrator(Integrator):
     step_callbacks: ClassVar[bool] = False
     native_adjoint: ClassVar[bool] = True
 
-    def __init__(self, **options: Any) -> None:
+    def _check_names(self, options: dict[str, Any]) -> None:
         unknown = sorted(set(options) - self.valid_options)
         if unknown:
             raise TypeError(
@@ -200,10 +224,10 @@ class TorchdiffeqIntegrator(Integrator):
                 f"'torchdiffeq.{self.method}'. Valid options: "
                 f"{', '.join(sorted(self.valid_options))}."
             )
-        self.rtol = options.pop("rtol", 1e-7)
-        self.atol = options.pop("atol", 1e-9)
-        validate_tolerance_pair(self.rtol, self.atol)
-        self.options = {k: v for k, v in options.items() if v is not None}
+
+    def _options(self) -> dict[str, Any]:
+        """The ``options`` dictionary handed to torchdiffeq."""
+        return dict(self.options)
 
     def _wrap(self, func: Dynamics, stats: SolverStats) -> _CountingFunc:
         if self.adaptive:
@@ -217,7 +241,7 @@ class TorchdiffeqIntegrator(Integrator):
             "rtol": self.rtol,
             "atol": self.atol,
             "method": self.method,
-            "options": dict(self.options),
+            "options": self._options(),
         }
 
     def integrate(self, func: Dynamics, y0: State, t: Tensor) -> Solution:
@@ -302,14 +326,106 @@ class TorchdiffeqIntegrator(Integrator):
         return Solution(ts=t, ys=ys, stats=stats)
 
 
+class TorchdiffeqAdaptive(TorchdiffeqIntegrator, AdaptiveIntegrator):
+    """An adaptive torchdiffeq method, declaring :class:`~flowkit.interfaces.AdaptiveIntegrator`.
+
+    Options: ``rtol``, ``atol`` (default 1e-7/1e-9, as torchdiffeq),
+    ``first_step``, ``min_step``, ``max_step``, ``norm`` (validated by the
+    base and handed to torchdiffeq), ``max_num_steps`` (torchdiffeq's name
+    for the base's ``max_steps``, default ``2**31 - 1`` as torchdiffeq) and
+    torchdiffeq's own step-control options (``safety``, ``ifactor``,
+    ``dfactor``, ``step_t``, ``jump_t``, ``dtype``). Without ``norm``,
+    torchdiffeq's own default norm is used, the same largest per-leaf RMS as
+    :func:`~flowkit.rk.control.mixed_rms_norm`.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._check_names(options)
+        norm = options.pop("norm", None)
+        AdaptiveIntegrator.__init__(
+            self,
+            rtol=options.pop("rtol", 1e-7),
+            atol=options.pop("atol", 1e-9),
+            first_step=options.pop("first_step", None),
+            min_step=options.pop("min_step", None) or 0.0,
+            max_step=options.pop("max_step", None),
+            max_steps=options.pop("max_num_steps", None) or _TORCHDIFFEQ_MAX_NUM_STEPS,
+            norm=norm,
+        )
+        self._own_norm = norm is not None
+        self.options = {k: v for k, v in options.items() if v is not None}
+
+    def with_norm(self, norm: ErrorNorm) -> Self:
+        """A shallow copy that hands ``norm`` to torchdiffeq."""
+        clone = super().with_norm(norm)
+        clone._own_norm = True
+        return clone
+
+    def _options(self) -> dict[str, Any]:
+        options = dict(self.options)
+        if self.first_step is not None:
+            options["first_step"] = self.first_step
+        if self.min_step > 0:
+            options["min_step"] = self.min_step
+        if self.max_step < math.inf:
+            options["max_step"] = self.max_step
+        options["max_num_steps"] = self.max_steps
+        if self._own_norm:
+            options["norm"] = self.norm
+        return options
+
+
+class TorchdiffeqFixedStep(TorchdiffeqIntegrator, FixedStepIntegrator):
+    """A fixed-grid torchdiffeq method, declaring :class:`~flowkit.interfaces.FixedStepIntegrator`.
+
+    ``step_size`` and ``n_steps`` mean what they mean for every fixed-step
+    integrator: the grid handed to torchdiffeq splits each interval between
+    output times into the equal steps of
+    :meth:`~flowkit.interfaces.FixedStepIntegrator.step_counts` (so output
+    times are grid points, never interpolated), default 100 steps across the
+    span. torchdiffeq's own ``grid_constructor`` replaces that grid
+    (exclusive with ``step_size``/``n_steps``); ``perturb`` and ``interp``
+    are passed through.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._check_names(options)
+        step_size = options.pop("step_size", None)
+        n_steps = options.pop("n_steps", None)
+        grid = options.get("grid_constructor")
+        if grid is not None and (step_size is not None or n_steps is not None):
+            raise ValueError(
+                f"torchdiffeq.{self.method}: give grid_constructor or step_size/n_steps, not both."
+            )
+        FixedStepIntegrator.__init__(self, step_size=step_size, n_steps=n_steps)
+        self.rtol, self.atol = 1e-7, 1e-9
+        self.options = {k: v for k, v in options.items() if v is not None}
+
+    def _grid(self, func: Any, y0: Tensor, t: Tensor) -> Tensor:
+        times = [float(x) for x in t.tolist()]
+        pieces = [
+            torch.linspace(float(a), float(b), m + 1, dtype=t.dtype, device=t.device)[:-1]
+            for (a, b), m in zip(itertools.pairwise(t), self.step_counts(times), strict=True)
+        ]
+        return torch.cat([*pieces, t[-1:]])
+
+    def _options(self) -> dict[str, Any]:
+        options = dict(self.options)
+        if "grid_constructor" not in options:
+            options["grid_constructor"] = self._grid
+        return options
+
+
 def _make_class(method: str, solver: type) -> type[TorchdiffeqIntegrator]:
     adaptive = _is_adaptive(solver)
     valid = _solver_options(solver)
     if adaptive:
         valid |= {"rtol", "atol", "norm"}
+    else:
+        valid |= {"n_steps"}
     cls = type(
         f"Torchdiffeq_{method}",
-        (TorchdiffeqIntegrator,),
+        (TorchdiffeqAdaptive if adaptive else TorchdiffeqFixedStep,),
         {
             "__doc__": (
                 f"torchdiffeq's ``{method}`` ({solver.__name__}), order {solver.order}, "

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from flowkit import hookimpl
 from flowkit.errors import IncompatibleComponentsError
-from flowkit.interfaces import Integrator
+from flowkit.interfaces import AdaptiveIntegrator, Integrator
 from flowkit.registry import Registry, build_registry
 from flowkit.solution import Solution, SolverStats
 from flowkit.solve import solve
@@ -83,11 +83,10 @@ def _rms(leaves: tuple[Tensor, ...]) -> Tensor:
     return (sum(leaf.square().sum() for leaf in leaves) / total).sqrt()  # type: ignore[return-value]
 
 
-class ThirdPartyHeunEuler(Integrator):
-    """Adaptive Heun-Euler (orders 2/1) taking a custom error ``norm``."""
+class ThirdPartyHeunEuler(AdaptiveIntegrator):
+    """Adaptive Heun-Euler (orders 2/1) declaring tolerances and a custom error ``norm``."""
 
     order = 2
-    adaptive = True
 
     def __init__(
         self,
@@ -96,12 +95,10 @@ class ThirdPartyHeunEuler(Integrator):
         atol: float = 1e-8,
         norm: Callable[[tuple[Tensor, ...]], Tensor] | None = None,
     ) -> None:
-        self.rtol = rtol
-        self.atol = atol
-        self.norm = norm
+        super().__init__(rtol=rtol, atol=atol, norm=norm or _rms)
 
     def integrate(self, func: Dynamics, y0: State, t: Tensor) -> Solution:
-        norm = self.norm or _rms
+        norm = self.norm
         stats = SolverStats()
         y = as_tuple(y0)
         out = [y]

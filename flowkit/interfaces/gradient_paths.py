@@ -89,13 +89,20 @@ def missing_gradient_paths(integrator: Any) -> list[str]:
     """The gradient-path capabilities ``integrator`` declares but does not implement.
 
     ``integrator`` is a class or an instance; an empty list means every
-    declared path has its method.
+    declared path has its method (the protocol's own empty stub, inherited by
+    a class that names the protocol as a base, does not count).
     """
     missing = []
     for flag, protocol in GRADIENT_PATHS.items():
         if not getattr(integrator, flag, False):
             continue
         methods = [name for name in vars(protocol) if name.startswith("integrate_")]
-        if not all(callable(getattr(integrator, name, None)) for name in methods):
-            missing.append(flag)
+        for name in methods:
+            found = getattr(integrator, name, None)
+            # A class that names the protocol as a base but leaves its method
+            # out inherits the protocol's empty stub: that is not an implementation.
+            stub = getattr(found, "__func__", found) is vars(protocol)[name]
+            if not callable(found) or stub:
+                missing.append(flag)
+                break
     return missing

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from flowkit.errors import MaxStepsExceededError, NonFiniteStateError
-from flowkit.interfaces import Integrator
+from flowkit.interfaces import Integrator, SupportsCheckpointing
 from flowkit.interfaces.step_options import OnMaxSteps
 from flowkit.rk.checkpointed import CheckpointedSteps
 from flowkit.rk.problem import PlainSteps, Problem, all_finite
@@ -44,7 +44,7 @@ from flowkit.state import Dynamics, State, like
 __all__ = ["RungeKuttaIntegrator"]
 
 
-class RungeKuttaIntegrator(Integrator):
+class RungeKuttaIntegrator(Integrator, SupportsCheckpointing):
     """Shared machinery of the native Runge-Kutta integrators.
 
     Subclasses set the class attributes ``tableau`` and ``order`` (equal to
