@@ -21,8 +21,9 @@ import torch
 from torch import Tensor, nn
 
 from flowkit.compat import check_compatibility
+from flowkit.interfaces.gradient_paths import missing_gradient_paths
 from flowkit.kinds import capabilities_of
-from flowkit.registry import Registry, get_registry
+from flowkit.registry import ComponentSpec, Registry, get_registry
 from flowkit.solution import Solution
 from flowkit.state import as_tuple
 from flowkit.testing import problems
@@ -84,15 +85,10 @@ def _label(target: ConformanceTarget) -> str:
 
 
 def _accepted(factory: Any) -> set[str] | None:
-    import inspect
-
-    try:
-        sig = inspect.signature(factory if isinstance(factory, type) else type(factory))
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-        return None
-    return set(sig.parameters)
+    """The option names the registry validates for ``factory`` (None: any)."""
+    cls = factory if isinstance(factory, type) else type(factory)
+    names = ComponentSpec(kind="integrator", name=cls.__name__, factory=cls).options()
+    return None if names is None else set(names)
 
 
 def _max_error(a: Any, b: Any) -> float:
@@ -143,6 +139,16 @@ def check_integrator(
     caps = capabilities_of(factory, "integrator")
     accepted = _accepted(factory)
     checked: list[str] = []
+    missing = missing_gradient_paths(factory)
+    if missing:
+        raise ConformanceError(
+            label,
+            "gradient paths",
+            f"declares {', '.join(f'{flag}=True' for flag in missing)} but does not implement "
+            "the matching protocol of flowkit.interfaces.gradient_paths (e.g. "
+            "integrate_checkpointed for checkpointable); implement it or drop the flag",
+        )
+    checked.append("gradient paths")
 
     def make(span: float) -> tuple[Any, Callable[[CountedDynamics], Tolerance]]:
         opts, _ = accuracy_options(caps, accepted, target=target, span=span)
