@@ -62,43 +62,32 @@ __all__ = [
 ]
 
 # -- one class per method: name, tableau, docstring ---------------------------
-Euler = runge_kutta_class("Euler", EULER, "Explicit Euler, order 1.", module=__name__)
-Midpoint = runge_kutta_class(
-    "Midpoint", MIDPOINT, "Explicit midpoint rule, order 2.", module=__name__
-)
-Heun = runge_kutta_class(
-    "Heun", HEUN, "Heun's method (explicit trapezoidal rule), order 2.", module=__name__
-)
+Euler = runge_kutta_class("Euler", EULER, "Explicit Euler, order 1.")
+Midpoint = runge_kutta_class("Midpoint", MIDPOINT, "Explicit midpoint rule, order 2.")
+Heun = runge_kutta_class("Heun", HEUN, "Heun's method (explicit trapezoidal rule), order 2.")
 Ralston = runge_kutta_class(
-    "Ralston", RALSTON, "Ralston's second-order method (minimum error bound).", module=__name__
+    "Ralston", RALSTON, "Ralston's second-order method (minimum error bound)."
 )
-RK4Classic = runge_kutta_class(
-    "RK4Classic", RK4, "The classic fourth-order Runge-Kutta method.", module=__name__
-)
-RK4ThreeEighths = runge_kutta_class(
-    "RK4ThreeEighths", RK4_38, "Kutta's fourth-order 3/8 rule.", module=__name__
-)
+RK4Classic = runge_kutta_class("RK4Classic", RK4, "The classic fourth-order Runge-Kutta method.")
+RK4ThreeEighths = runge_kutta_class("RK4ThreeEighths", RK4_38, "Kutta's fourth-order 3/8 rule.")
 AdaptiveHeun = runge_kutta_class(
     "AdaptiveHeun",
     HEUN_EULER,
     "Heun-Euler embedded pair, order 2 with a first-order error estimate.",
-    module=__name__,
 )
-Bosh3 = runge_kutta_class("Bosh3", BOSH3, "Bogacki-Shampine 3(2) pair, FSAL.", module=__name__)
+Bosh3 = runge_kutta_class("Bosh3", BOSH3, "Bogacki-Shampine 3(2) pair, FSAL.")
 Dopri5 = runge_kutta_class(
     "Dopri5",
     DOPRI5,
     "Dormand-Prince 5(4) pair, FSAL, with Hairer's fourth-order dense output.",
-    module=__name__,
 )
 Tsit5 = runge_kutta_class(
-    "Tsit5", TSIT5, "Tsitouras 5(4) pair, FSAL (output times are stepped to).", module=__name__
+    "Tsit5", TSIT5, "Tsitouras 5(4) pair, FSAL (output times are stepped to)."
 )
 Dopri8 = runge_kutta_class(
     "Dopri8",
     DOPRI8,
     "Dormand-Prince 8(5,3) (DOP853), FSAL (output times are stepped to).",
-    module=__name__,
 )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from flowkit.rk.adaptive import AdaptiveRungeKutta
 from flowkit.rk.fixed_step import FixedStepRungeKutta
 from flowkit.rk.solver import RungeKuttaIntegrator
@@ -25,7 +27,8 @@ def runge_kutta_class(
         class_name: the class's ``__name__`` (shown in error messages).
         tableau: the method.
         doc: the class docstring (``flowkit list`` shows its first line).
-        module: the ``__module__`` to report (default: this module).
+        module: the ``__module__`` to report (default: the caller's module,
+            as :func:`collections.namedtuple` does).
 
     Example:
         >>> from flowkit.rk import ButcherTableau
@@ -37,7 +40,7 @@ def runge_kutta_class(
     base = AdaptiveRungeKutta if tableau.b_error is not None else FixedStepRungeKutta
     namespace = {
         "__doc__": doc,
-        "__module__": module or __name__,
+        "__module__": module or sys._getframe(1).f_globals.get("__name__", __name__),
         "__qualname__": class_name,
         "tableau": tableau,
         "order": tableau.order,

@@ -148,7 +148,6 @@ def check_integrator(
             "the matching protocol of flowkit.interfaces.gradient_paths (e.g. "
             "integrate_checkpointed for checkpointable); implement it or drop the flag",
         )
-    checked.append("gradient paths")
 
     def make(span: float) -> tuple[Any, Callable[[CountedDynamics], Tolerance]]:
         opts, _ = accuracy_options(caps, accepted, target=target, span=span)
@@ -255,6 +254,7 @@ def check_integrator(
             checked += ["tolerance proportionality", "convergence order"]
         elif _check_order(label, caps, accepted, build):
             checked.append("convergence order")
+    checked.append("gradient paths")
     return checked
 
 
