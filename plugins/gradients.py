@@ -19,7 +19,6 @@ the strategies whose gradient is that of the computed solution to round-off.
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -192,8 +191,8 @@ class _GradientPath(GradientStrategy):
     that the backend's integrator implements and declares with the capability
     named in ``requires`` (the one flag :func:`~flowkit.compat.check_compatibility`
     decides from). Subclasses set ``requires``, ``protocol`` and ``alternative``
-    (what to choose instead) and implement :meth:`_run` with the protocol's
-    method; parameters are resolved as for ``adjoint``.
+    (what to choose instead); the strategy calls the protocol's one method.
+    Parameters are resolved as for ``adjoint``.
     """
 
     protocol: ClassVar[type]
@@ -234,13 +233,9 @@ class _GradientPath(GradientStrategy):
                 f"Choose {self.alternative}."
             )
         chosen = self.params if self.params is not None else params
-        return self._run(integrator, func, y0, t, resolve_params(func, chosen))
-
-    @abstractmethod
-    def _run(
-        self, integrator: Any, func: Dynamics, y0: State, t: Tensor, params: Sequence[Tensor]
-    ) -> Solution:
-        """Call the protocol's method on ``integrator``."""
+        (method,) = [name for name in vars(self.protocol) if name.startswith("integrate_")]
+        run = getattr(integrator, method)  # the protocol's one method, checked above
+        return run(func, y0, t, resolve_params(func, chosen))  # type: ignore[no-any-return]
 
 
 class Checkpoint(_GradientPath):
@@ -275,16 +270,6 @@ class Checkpoint(_GradientPath):
     protocol = SupportsCheckpointing
     alternative = "the 'backprop' or 'adjoint' gradient strategy"
 
-    def _run(
-        self,
-        integrator: SupportsCheckpointing,
-        func: Dynamics,
-        y0: State,
-        t: Tensor,
-        params: Sequence[Tensor],
-    ) -> Solution:
-        return integrator.integrate_checkpointed(func, y0, t, params)
-
 
 class Reversible(_GradientPath):
     """The algebraically exact adjoint of a reversible integrator.
@@ -310,16 +295,6 @@ class Reversible(_GradientPath):
     protocol = SupportsReversibleSolve
     alternative = "an integrator such as 'torchsde.reversible_heun', or another gradient strategy"
 
-    def _run(
-        self,
-        integrator: SupportsReversibleSolve,
-        func: Dynamics,
-        y0: State,
-        t: Tensor,
-        params: Sequence[Tensor],
-    ) -> Solution:
-        return integrator.integrate_reversible(func, y0, t, params)
-
 
 class TorchdiffeqAdjoint(_GradientPath):
     """torchdiffeq's own ``odeint_adjoint``, for comparison with flowkit's ``adjoint``.
@@ -341,16 +316,6 @@ class TorchdiffeqAdjoint(_GradientPath):
 
     protocol = SupportsNativeAdjoint
     alternative = "flowkit's solver-agnostic 'adjoint' strategy, which runs on any integrator"
-
-    def _run(
-        self,
-        integrator: SupportsNativeAdjoint,
-        func: Dynamics,
-        y0: State,
-        t: Tensor,
-        params: Sequence[Tensor],
-    ) -> Solution:
-        return integrator.integrate_native_adjoint(func, y0, t, params)
 
 
 @hookimpl

@@ -36,17 +36,6 @@ from flowkit.rk.methods import (
 )
 
 __all__ = [
-    "BOSH3",
-    "DOPRI5",
-    "DOPRI8",
-    "EULER",
-    "HEUN",
-    "HEUN_EULER",
-    "MIDPOINT",
-    "RALSTON",
-    "RK4",
-    "RK4_38",
-    "TSIT5",
     "AdaptiveHeun",
     "Bosh3",
     "Dopri5",
