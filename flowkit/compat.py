@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowkit.errors import IncompatibleComponentsError
-from flowkit.interfaces.gradient_paths import GRADIENT_PATHS, missing_gradient_paths
 from flowkit.kinds import capabilities_of
 
 __all__ = ["Compatibility", "check_compatibility", "ensure_compatible"]
@@ -59,9 +58,7 @@ def check_compatibility(
 
     Rules:
         * a gradient strategy's ``requires`` names integrator capabilities that
-          must be true (``reversible``, ``native_adjoint``, ``checkpointable``),
-          and an integrator declaring a gradient-path capability must implement
-          its protocol (:mod:`flowkit.interfaces.gradient_paths`);
+          must be true (``reversible``, ``native_adjoint``, ``checkpointable``);
         * a trace estimator with ``requires_divergence`` needs a field with
           ``has_divergence``.
 
@@ -82,19 +79,12 @@ def check_compatibility(
     if gradient is not None and integrator is not None:
         grad_caps = capabilities_of(_declared(gradient), "gradient_strategy")
         int_caps = capabilities_of(_declared(integrator), "integrator")
-        unimplemented = missing_gradient_paths(_declared(integrator))
         for needed in grad_caps["requires"]:
             have = int_caps.get(needed, getattr(_declared(integrator), needed, False))
             if not have:
                 reasons.append(
                     f"gradient strategy {_describe(gradient)} requires an integrator with "
                     f"{needed}=True; integrator {_describe(integrator)} declares {needed}={have!r}"
-                )
-            elif needed in unimplemented:
-                reasons.append(
-                    f"gradient strategy {_describe(gradient)} requires an integrator with "
-                    f"{needed}=True; integrator {_describe(integrator)} declares it but does "
-                    f"not implement its protocol {GRADIENT_PATHS[needed].__name__}"
                 )
     if trace is not None and field is not None:
         trace_caps = capabilities_of(_declared(trace), "trace_estimator")

@@ -7,9 +7,9 @@
   routine :meth:`FixedStepIntegrator.step_counts`, for every fixed-step
   integrator (native, torchdiffeq, torchsde).
 * The option bases validate their options; ``with_norm`` gives a copy.
-* Special gradient paths are protocols: a strategy, the compatibility
-  function and the conformance kit refuse a class that declares a path it
-  does not implement.
+* Special gradient paths are protocols: the strategy and the conformance kit
+  refuse a class that declares a path it does not implement (the
+  compatibility function decides from the flags alone).
 """
 
 from __future__ import annotations
@@ -223,14 +223,12 @@ class _FlagOnly(_Plain):
 
 
 @pytest.mark.parametrize("liar", [_ClaimsCheckpointing, _FlagOnly])
-def test_a_declared_but_missing_gradient_path_is_refused_everywhere(liar: type) -> None:
+def test_a_declared_but_missing_gradient_path_is_refused(liar: type) -> None:
     assert missing_gradient_paths(liar) == ["checkpointable"]
     checkpoint = get_registry().get("gradient_strategy", "checkpoint")
-    verdict = check_compatibility(integrator=liar, gradient=checkpoint)
-    assert (
-        not verdict.ok
-        and "does not implement its protocol SupportsCheckpointing" in (verdict.reasons[0])
-    )
+    # The compatibility function decides from the declared flags alone; the
+    # conformance kit and the strategy check that the declared path is there.
+    assert check_compatibility(integrator=liar, gradient=checkpoint).ok
     p = exponential_decay()
     with pytest.raises(IncompatibleComponentsError, match="does not implement"):
         checkpoint.factory().solve(liar(), p.func, p.y0, p.times(2))

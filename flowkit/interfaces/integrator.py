@@ -63,9 +63,11 @@ class Integrator(ABC):
             :class:`~flowkit.interfaces.SupportsCheckpointing`, recomputing
             each step's internals in the backward pass.
 
-    A class declaring a gradient-path capability must implement its protocol;
-    :func:`~flowkit.compat.check_compatibility` and the conformance kit check
-    it (:func:`~flowkit.interfaces.gradient_paths.missing_gradient_paths`).
+    The flags are the single source for
+    :func:`~flowkit.compat.check_compatibility`. A class declaring a
+    gradient-path capability must implement its protocol: the conformance kit
+    checks it (:func:`~flowkit.interfaces.gradient_paths.missing_gradient_paths`),
+    and the strategy refuses to run a path that is missing.
     """
 
     order: ClassVar[int] = 1
