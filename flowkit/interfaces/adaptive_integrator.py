@@ -6,8 +6,6 @@ import copy
 import math
 from typing import TYPE_CHECKING, ClassVar
 
-from torch import Tensor
-
 from flowkit.interfaces.integrator import Integrator
 from flowkit.interfaces.step_options import (
     OnMaxSteps,
@@ -88,14 +86,6 @@ class AdaptiveIntegrator(Integrator):
         if norm is not None and not callable(norm):
             raise TypeError(f"norm must be callable, got {type(norm).__name__}.")
         self.norm: ErrorNorm = norm or mixed_rms_norm
-
-    @property
-    def scalar_tolerances(self) -> bool:
-        """Whether ``rtol`` and ``atol`` are single numbers (not per leaf or component)."""
-        return all(
-            not isinstance(v, (tuple, list)) and not (isinstance(v, Tensor) and v.numel() > 1)
-            for v in (self.rtol, self.atol)
-        )
 
     def with_norm(self, norm: ErrorNorm) -> Self:
         """A shallow copy of this integrator that measures errors with ``norm``.
