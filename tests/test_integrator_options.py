@@ -190,6 +190,14 @@ def test_with_norm_gives_a_copy_whose_solves_use_the_norm(name: str) -> None:
         solver.with_norm(None)  # type: ignore[arg-type]
 
 
+def test_torchdiffeq_step_budget_is_validated_by_the_base() -> None:
+    create = get_registry().create
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="max_steps must be a positive integer"):
+            create("integrator", "torchdiffeq.dopri5", max_num_steps=bad)
+    assert create("integrator", "torchdiffeq.dopri5", max_num_steps=7).max_steps == 7
+
+
 def test_torchdiffeq_step_bounds_reach_torchdiffeq() -> None:
     p = exponential_decay()
     solver = get_registry().create("integrator", "torchdiffeq.dopri5", max_step=0.05)

@@ -39,6 +39,11 @@ TORCHDIFFEQ_MAX_NUM_STEPS = 2**31 - 1
 """torchdiffeq's default ``max_num_steps``."""
 
 
+def _given(value: Any, default: Any) -> Any:
+    """``value``, or ``default`` when it is None (0 stays 0, to be validated)."""
+    return default if value is None else value
+
+
 class _CountingFunc(nn.Module):
     """Wraps the field: counts evaluations and receives torchdiffeq's step callbacks."""
 
@@ -245,9 +250,9 @@ class TorchdiffeqAdaptive(TorchdiffeqIntegrator, AdaptiveIntegrator):
             rtol=options.pop("rtol", 1e-7),
             atol=options.pop("atol", 1e-9),
             first_step=options.pop("first_step", None),
-            min_step=options.pop("min_step", None) or 0.0,
+            min_step=_given(options.pop("min_step", None), 0.0),
             max_step=options.pop("max_step", None),
-            max_steps=options.pop("max_num_steps", None) or TORCHDIFFEQ_MAX_NUM_STEPS,
+            max_steps=_given(options.pop("max_num_steps", None), TORCHDIFFEQ_MAX_NUM_STEPS),
             norm=norm,
         )
         self._own_norm = norm is not None
