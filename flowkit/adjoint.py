@@ -327,8 +327,9 @@ def adjoint_solve(
         backward_integrator: the integrator of the augmented backward system
             (default: ``integrator``).
         seminorm_control: leave the parameter adjoint out of the backward
-            step-size control (needs an adaptive integrator with a ``norm``).
-            Without it, a backward integrator that takes a ``norm`` gets
+            step-size control (needs an
+            :class:`~flowkit.interfaces.AdaptiveIntegrator`). Without it, a
+            backward integrator that is an ``AdaptiveIntegrator`` gets
             :func:`group_norm` over ``(y, a_y, a_params)`` in place of its own.
 
     Returns:
