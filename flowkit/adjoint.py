@@ -30,8 +30,6 @@ References:
 
 from __future__ import annotations
 
-import copy
-import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -40,7 +38,7 @@ from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from flowkit.errors import IncompatibleComponentsError
-from flowkit.interfaces import Integrator
+from flowkit.interfaces import AdaptiveIntegrator, Integrator
 from flowkit.solution import Solution, SolverStats
 from flowkit.state import Dynamics, State, as_tuple, check_state, like
 
@@ -272,43 +270,25 @@ class _AdjointFunction(torch.autograd.Function):
         return (None, grad_t, *grads_in)
 
 
-def _accepts_norm(integrator: Integrator) -> bool:
-    """Whether the integrator's class declares a ``norm`` constructor option."""
-    try:
-        return "norm" in inspect.signature(type(integrator)).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _takes_norm(integrator: Integrator) -> bool:
-    holder = getattr(integrator, "options", None)
-    settable = hasattr(integrator, "norm") or isinstance(holder, dict)
-    return bool(getattr(integrator, "adaptive", False)) and _accepts_norm(integrator) and settable
-
-
 def _with_norm(integrator: Integrator, norm: Norm) -> Integrator:
-    """A shallow copy of ``integrator`` that uses ``norm`` for its error control.
+    """A copy of ``integrator`` that uses ``norm`` for its error control.
 
-    The integrator must be adaptive and declare a ``norm`` option; the copy
-    gets it through the ``norm`` attribute, or the ``options`` dictionary of a
-    backend wrapper that stores its options there.
+    The integrator must declare its tolerances and norm by deriving from
+    :class:`~flowkit.interfaces.AdaptiveIntegrator`; the copy comes from its
+    :meth:`~flowkit.interfaces.AdaptiveIntegrator.with_norm`.
 
     Raises:
         IncompatibleComponentsError: when the integrator cannot take a norm.
     """
-    if not _takes_norm(integrator):
+    if not isinstance(integrator, AdaptiveIntegrator):
         raise IncompatibleComponentsError(
-            "seminorm=True needs an adaptive backward integrator that takes a `norm` option; "
-            f"{type(integrator).__name__} (adaptive={getattr(integrator, 'adaptive', False)}) "
-            "does not. Set seminorm=False, or choose an adaptive integrator with a norm option "
-            "as backward_integrator (e.g. 'dopri5')."
+            "seminorm=True needs an adaptive backward integrator that takes a `norm` option "
+            f"(an AdaptiveIntegrator); {type(integrator).__name__} "
+            f"(adaptive={getattr(integrator, 'adaptive', False)}) is not one. Set "
+            "seminorm=False, or choose an adaptive integrator with a norm option as "
+            "backward_integrator (e.g. 'dopri5')."
         )
-    clone = copy.copy(integrator)
-    if hasattr(integrator, "norm"):
-        clone.norm = norm  # type: ignore[attr-defined]
-    else:
-        clone.options = {**integrator.options, "norm": norm}  # type: ignore[attr-defined, dict-item]
-    return clone
+    return integrator.with_norm(norm)
 
 
 def _check_scalar_tolerances(integrator: Integrator) -> None:
@@ -347,8 +327,9 @@ def adjoint_solve(
         backward_integrator: the integrator of the augmented backward system
             (default: ``integrator``).
         seminorm_control: leave the parameter adjoint out of the backward
-            step-size control (needs an adaptive integrator with a ``norm``).
-            Without it, a backward integrator that takes a ``norm`` gets
+            step-size control (needs an
+            :class:`~flowkit.interfaces.AdaptiveIntegrator`). Without it, a
+            backward integrator that is an ``AdaptiveIntegrator`` gets
             :func:`group_norm` over ``(y, a_y, a_params)`` in place of its own.
 
     Returns:
@@ -372,8 +353,8 @@ def adjoint_solve(
     groups = [n_state, n_state] + ([n_params] if n_params else [])
     if seminorm_control:
         back = _with_norm(back, group_norm(groups, n_kept=2))
-    elif _takes_norm(back):
-        back = _with_norm(back, group_norm(groups))
+    elif isinstance(back, AdaptiveIntegrator):
+        back = back.with_norm(group_norm(groups))
     problem = _Problem(
         func=func,
         integrator=integrator,

@@ -64,15 +64,14 @@ def odeint_solution(
     integrator_options = dict(options or {})
     registry = registry if registry is not None else get_registry()
     spec = registry.get("integrator", method)
-    accepted = spec.options()
     for name, value in (("rtol", rtol), ("atol", atol)):
         if value is None:
             continue
-        if accepted is not None and name not in accepted:
+        if not spec.capabilities["adaptive"]:
             raise TypeError(
                 f"Integrator {spec.name!r} takes no {name} (it is not adaptive); remove {name}, "
-                f"or choose an adaptive method such as 'dopri5'. Its options: "
-                f"{', '.join(accepted) or '(none)'}."
+                "or choose an adaptive method such as 'dopri5'. A fixed-step integrator takes "
+                "step_size or n_steps instead."
             )
         if name in integrator_options:
             raise TypeError(f"{name} is given twice: as an argument and in options.")

@@ -25,8 +25,16 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from flowkit.adjoint import adjoint_solve, resolve_params
+from flowkit.errors import IncompatibleComponentsError
 from flowkit.hookspecs import Register, hookimpl
-from flowkit.interfaces import GradientStrategy, Integrator
+from flowkit.interfaces import (
+    GradientStrategy,
+    Integrator,
+    SupportsCheckpointing,
+    SupportsNativeAdjoint,
+    SupportsReversibleSolve,
+    missing_gradient_paths,
+)
 from flowkit.registry import Registry
 from flowkit.solution import Solution
 from flowkit.state import Dynamics, State
@@ -182,15 +190,19 @@ class Adjoint(GradientStrategy):
         )
 
 
-class _IntegratorMethod(GradientStrategy):
-    """A strategy that delegates to one of the integrator's own solve methods.
+class _GradientPath(GradientStrategy):
+    """A strategy that runs a special gradient path offered by the integrator's backend.
 
-    Subclasses name the method (``integrate_checkpointed``,
-    ``integrate_reversible``, ``integrate_native_adjoint``) and the capability
-    it needs in ``requires``; parameters are resolved as for ``adjoint``.
+    The path is an optional protocol of :mod:`flowkit.interfaces.gradient_paths`
+    that the backend's integrator implements and declares with the capability
+    named in ``requires`` (the one flag :func:`~flowkit.compat.check_compatibility`
+    decides from). Subclasses set ``requires``, ``protocol`` and ``alternative``
+    (what to choose instead); the strategy calls the protocol's one method.
+    Parameters are resolved as for ``adjoint``.
     """
 
-    method: ClassVar[str]
+    protocol: ClassVar[type]
+    alternative: ClassVar[str]
 
     def __init__(self, *, params: Sequence[Tensor] | None = None) -> None:
         self.params = None if params is None else list(params)
@@ -204,13 +216,35 @@ class _IntegratorMethod(GradientStrategy):
         *,
         params: Sequence[Tensor] | None = None,
     ) -> Solution:
-        """Run the integrator's own method with the resolved parameters."""
+        """Run the integrator's gradient path with the resolved parameters.
+
+        Raises:
+            IncompatibleComponentsError: when the integrator does not declare
+                the capability or does not implement its protocol.
+        """
+        (flag,) = self.requires
+        declared = getattr(integrator, flag, False)
+        implemented = isinstance(integrator, self.protocol) and flag not in (
+            missing_gradient_paths(integrator)
+        )
+        if not declared or not implemented:
+            why = (
+                f"declares {flag}={declared!r}"
+                if not declared
+                else f"declares {flag}=True but does not implement {self.protocol.__name__}"
+            )
+            raise IncompatibleComponentsError(
+                f"Gradient strategy {type(self).__name__} needs an integrator with {flag}=True "
+                f"(implementing {self.protocol.__name__}); {type(integrator).__name__} {why}. "
+                f"Choose {self.alternative}."
+            )
         chosen = self.params if self.params is not None else params
-        run = getattr(integrator, self.method)
+        (method,) = [name for name in vars(self.protocol) if name.startswith("integrate_")]
+        run = getattr(integrator, method)  # the protocol's one method, checked above
         return run(func, y0, t, resolve_params(func, chosen))  # type: ignore[no-any-return]
 
 
-class Checkpoint(_IntegratorMethod):
+class Checkpoint(_GradientPath):
     """Backpropagation with recomputation: only the solver's step states are kept.
 
     Each accepted step is one autograd node that keeps its input state and
@@ -218,8 +252,8 @@ class Checkpoint(_IntegratorMethod):
     trace estimator's graphs) in the backward pass, so the gradient equals
     ``backprop``'s to round-off. The forward pass evaluates the field exactly
     as often as ``backprop``'s; the backward pass re-evaluates every accepted
-    step once (``stats.backward_nfe``). Delegates to the integrator's
-    ``integrate_checkpointed``.
+    step once (``stats.backward_nfe``). Runs the integrator's
+    :class:`~flowkit.interfaces.SupportsCheckpointing` path.
 
     When not to use it: memory still grows with the number of steps (one
     state per step, two for FSAL methods), and each step's field evaluations
@@ -239,16 +273,17 @@ class Checkpoint(_IntegratorMethod):
     requires = ("checkpointable",)
     exact_discrete_gradient: ClassVar[bool] = True
 
-    method: ClassVar[str] = "integrate_checkpointed"
+    protocol = SupportsCheckpointing
+    alternative = "the 'backprop' or 'adjoint' gradient strategy"
 
 
-class Reversible(_IntegratorMethod):
+class Reversible(_GradientPath):
     """The algebraically exact adjoint of a reversible integrator.
 
     The backward pass reconstructs the forward states exactly by running the
     reversible method backward, so gradients equal ``backprop``'s through the
     same solver to round-off, with memory that does not grow with the steps.
-    Delegates to the integrator's ``integrate_reversible``.
+    Runs the integrator's :class:`~flowkit.interfaces.SupportsReversibleSolve` path.
 
     When not to use it: only integrators declaring ``reversible=True`` (such
     as ``torchsde.reversible_heun``) qualify, and those are low-order,
@@ -263,13 +298,14 @@ class Reversible(_IntegratorMethod):
     constant_memory = True
     exact_discrete_gradient: ClassVar[bool] = True
 
-    method: ClassVar[str] = "integrate_reversible"
+    protocol = SupportsReversibleSolve
+    alternative = "an integrator such as 'torchsde.reversible_heun', or another gradient strategy"
 
 
-class TorchdiffeqAdjoint(_IntegratorMethod):
+class TorchdiffeqAdjoint(_GradientPath):
     """torchdiffeq's own ``odeint_adjoint``, for comparison with flowkit's ``adjoint``.
 
-    Delegates to the integrator's ``integrate_native_adjoint``.
+    Runs the integrator's :class:`~flowkit.interfaces.SupportsNativeAdjoint` path.
 
     When not to use it: it works with torchdiffeq integrators only
     (``native_adjoint=True``), and like every continuous adjoint its gradient
@@ -284,7 +320,8 @@ class TorchdiffeqAdjoint(_IntegratorMethod):
     requires = ("native_adjoint",)
     constant_memory = True
 
-    method: ClassVar[str] = "integrate_native_adjoint"
+    protocol = SupportsNativeAdjoint
+    alternative = "flowkit's solver-agnostic 'adjoint' strategy, which runs on any integrator"
 
 
 @hookimpl

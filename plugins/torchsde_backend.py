@@ -29,7 +29,6 @@ across the whole span; default 100 when neither is given).
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -38,7 +37,7 @@ from torch import Tensor, nn
 
 from flowkit.errors import NonFiniteStateError
 from flowkit.hookspecs import Register, hookimpl
-from flowkit.interfaces import Integrator
+from flowkit.interfaces import FixedStepIntegrator, SupportsReversibleSolve
 from flowkit.solution import Solution, SolverStats
 from flowkit.state import Dynamics, State, as_tuple, flatten_state, like, unflatten_state
 
@@ -145,14 +144,15 @@ class _ZeroNoiseSDE(nn.Module):
         return torch.zeros_like(y)
 
 
-class TorchsdeIntegrator(Integrator):
+class TorchsdeIntegrator(FixedStepIntegrator):
     """A torchsde solver used as a fixed-step ODE integrator.
 
     Arguments:
-        step_size: the largest step; each output interval is split into equal
-            steps (torchsde's ``dt``).
-        n_steps: the number of equal steps across the whole span (exclusive
-            with ``step_size``; default 100 when neither is given).
+        step_size, n_steps: as for every
+            :class:`~flowkit.interfaces.FixedStepIntegrator`: each output
+            interval is split into the equal steps of
+            :meth:`~flowkit.interfaces.FixedStepIntegrator.step_counts`, each
+            handed to torchsde as its ``dt``.
 
     Raises:
         TypeError: for an unknown option.
@@ -163,24 +163,7 @@ class TorchsdeIntegrator(Integrator):
     adaptive: ClassVar[bool] = False
 
     def __init__(self, *, step_size: float | None = None, n_steps: int | None = None) -> None:
-        if step_size is not None and n_steps is not None:
-            raise ValueError(
-                f"give either step_size or n_steps, not both (got step_size={step_size!r}, "
-                f"n_steps={n_steps!r})."
-            )
-        if step_size is not None and (
-            isinstance(step_size, bool)
-            or not isinstance(step_size, (int, float))
-            or not step_size > 0
-            or not math.isfinite(step_size)
-        ):
-            raise ValueError(f"step_size must be a positive finite number, got {step_size!r}.")
-        if n_steps is not None and (
-            isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1
-        ):
-            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}.")
-        self.step_size = None if step_size is None else float(step_size)
-        self.n_steps = 100 if (step_size is None and n_steps is None) else n_steps
+        super().__init__(step_size=step_size, n_steps=n_steps)
 
     def integrate(self, func: Dynamics, y0: State, t: Tensor) -> Solution:
         """Solve with ``torchsde.sdeint``; see :class:`~flowkit.interfaces.Integrator`."""
@@ -197,14 +180,9 @@ class TorchsdeIntegrator(Integrator):
         sde = _ZeroNoiseSDE(func, y0, _sde_type(self.method), sign, stats)
         y = flatten_state(y0).unsqueeze(0)
         bm = _zero_brownian_class()(tuple(y.shape), y.dtype, y.device)
-        span = abs(times[-1] - times[0])
-        largest = self.step_size if self.step_size is not None else span / self.n_steps  # type: ignore[operator]
         outputs = [y]
-        h = largest
-        for a, b in itertools.pairwise(times):
-            r = abs(b - a) / largest
-            near = round(r)
-            m = max(1, near if abs(r - near) <= 1e-9 * max(1.0, r) else math.ceil(r))
+        h = self.largest_step(times)
+        for (a, b), m in zip(itertools.pairwise(times), self.step_counts(times), strict=True):
             h = abs(b - a) / m
             ts = torch.tensor([sign * a, sign * b], dtype=t.dtype, device=t.device)
             # A hair above |b - a| / m so that the m-th step is clipped onto b
@@ -267,7 +245,7 @@ class Heun(TorchsdeIntegrator):
     order: ClassVar[int] = ODE_ORDER["heun"]
 
 
-class ReversibleHeun(TorchsdeIntegrator):
+class ReversibleHeun(TorchsdeIntegrator, SupportsReversibleSolve):
     """torchsde's reversible Heun scheme: an algebraically reversible order-2 ODE solver.
 
     References:

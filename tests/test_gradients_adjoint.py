@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from flowkit import hookimpl
 from flowkit.errors import IncompatibleComponentsError
-from flowkit.interfaces import Integrator
+from flowkit.interfaces import AdaptiveIntegrator, Integrator
 from flowkit.registry import Registry, build_registry
 from flowkit.solution import Solution, SolverStats
 from flowkit.solve import solve
@@ -44,12 +44,17 @@ def _axpy(y: tuple[Tensor, ...], h: Tensor, k: tuple[Tensor, ...]) -> tuple[Tens
 
 
 class ThirdPartyRK4(Integrator):
-    """Classic RK4 with ``n_steps`` equal steps per output interval."""
+    """Classic RK4 with ``steps_per_interval`` equal steps per output interval.
+
+    Deliberately not a :class:`~flowkit.interfaces.FixedStepIntegrator`: a
+    third-party integrator with its own option, named for its own meaning
+    (``n_steps`` means equal steps across the whole span everywhere in flowkit).
+    """
 
     order = 4
 
-    def __init__(self, *, n_steps: int = 40) -> None:
-        self.n_steps = n_steps
+    def __init__(self, *, steps_per_interval: int = 40) -> None:
+        self.steps_per_interval = steps_per_interval
 
     def integrate(self, func: Dynamics, y0: State, t: Tensor) -> Solution:
         stats = SolverStats()
@@ -60,8 +65,8 @@ class ThirdPartyRK4(Integrator):
             return as_tuple(func(s, like(y0, z)))
 
         for i in range(t.shape[0] - 1):
-            h = (t[i + 1] - t[i]) / self.n_steps
-            for j in range(self.n_steps):
+            h = (t[i + 1] - t[i]) / self.steps_per_interval
+            for j in range(self.steps_per_interval):
                 s = t[i] + j * h
                 k1 = f(s, y)
                 k2 = f(s + h / 2, _axpy(y, h / 2, k1))
@@ -83,11 +88,10 @@ def _rms(leaves: tuple[Tensor, ...]) -> Tensor:
     return (sum(leaf.square().sum() for leaf in leaves) / total).sqrt()  # type: ignore[return-value]
 
 
-class ThirdPartyHeunEuler(Integrator):
-    """Adaptive Heun-Euler (orders 2/1) taking a custom error ``norm``."""
+class ThirdPartyHeunEuler(AdaptiveIntegrator):
+    """Adaptive Heun-Euler (orders 2/1) declaring tolerances and a custom error ``norm``."""
 
     order = 2
-    adaptive = True
 
     def __init__(
         self,
@@ -96,12 +100,10 @@ class ThirdPartyHeunEuler(Integrator):
         atol: float = 1e-8,
         norm: Callable[[tuple[Tensor, ...]], Tensor] | None = None,
     ) -> None:
-        self.rtol = rtol
-        self.atol = atol
-        self.norm = norm
+        super().__init__(rtol=rtol, atol=atol, norm=norm or _rms)
 
     def integrate(self, func: Dynamics, y0: State, t: Tensor) -> Solution:
-        norm = self.norm or _rms
+        norm = self.norm
         stats = SolverStats()
         y = as_tuple(y0)
         out = [y]
@@ -230,12 +232,18 @@ def test_frechet_closed_form_matches_finite_differences() -> None:
 # -- a third-party integrator gets correct adjoint gradients ------------------------
 def test_third_party_integrator_adjoint_matches_closed_form(registry: Registry) -> None:
     a, y0, t, w = _problem()
-    n_steps = 40
+    per_interval = 40
     (g_y0, g_a, g_t), sol = _gradients(
-        registry, a, y0, t, w, integrator="test_rk4", integrator_options={"n_steps": n_steps}
+        registry,
+        a,
+        y0,
+        t,
+        w,
+        integrator="test_rk4",
+        integrator_options={"steps_per_interval": per_interval},
     )
     exact = analytic_gradients(a, y0, t, w)
-    h = float(t[1] - t[0]) / n_steps
+    h = float(t[1] - t[0]) / per_interval
     tol = integrator_tolerance(torch.float64, order=4, adaptive=False, step_size=h)
     tol.assert_close(g_y0, exact[0], "dL/dy0")
     tol.assert_close(g_a, exact[1], "dL/dA")
@@ -258,14 +266,20 @@ def test_third_party_adjoint_property(dim: int, batch: int, data: st.DataObject)
     t0, t1 = data.draw(fst.time_spans(), label="span")
     t = torch.tensor([t0, t1], dtype=torch.float64)
     w = data.draw(fst.vectors((2, batch, dim)), label="weights")
-    n_steps = 20
+    per_interval = 20
     (g_y0, g_a, g_t), _ = _gradients(
-        registry, a, y0, t, w, integrator="test_rk4", integrator_options={"n_steps": n_steps}
+        registry,
+        a,
+        y0,
+        t,
+        w,
+        integrator="test_rk4",
+        integrator_options={"steps_per_interval": per_interval},
     )
     exact = analytic_gradients(a, y0, t, w)
     scale = 1.0 + float(y0.abs().max()) * float(w.abs().max()) * dim * batch
     tol = integrator_tolerance(
-        torch.float64, order=4, adaptive=False, step_size=float(t1 - t0) / n_steps
+        torch.float64, order=4, adaptive=False, step_size=float(t1 - t0) / per_interval
     ).scaled(scale)
     tol.assert_close(g_y0, exact[0], "dL/dy0")
     tol.assert_close(g_a, exact[1], "dL/dA")
@@ -279,7 +293,13 @@ def test_adjoint_converges_at_the_integrators_order(registry: Registry) -> None:
     errors = []
     for n in (4, 8):
         (_, g_a, _), _ = _gradients(
-            registry, a, y0, t, w, integrator="test_rk4", integrator_options={"n_steps": n}
+            registry,
+            a,
+            y0,
+            t,
+            w,
+            integrator="test_rk4",
+            integrator_options={"steps_per_interval": n},
         )
         errors.append(float((g_a - exact).abs().max()))
     slope = math.log2(errors[0] / errors[1])
@@ -297,7 +317,7 @@ def test_adaptive_third_party_and_backward_integrator_by_name(registry: Registry
         t,
         w,
         integrator="test_rk4",
-        integrator_options={"n_steps": 2},
+        integrator_options={"steps_per_interval": 2},
         gradient_options={
             "backward_integrator": "test_heun_euler",
             "backward_options": {"rtol": rtol, "atol": atol},
@@ -394,7 +414,7 @@ def _tuple_gradients(
         t,
         integrator="test_rk4",
         gradient=gradient,
-        integrator_options={"n_steps": 30},
+        integrator_options={"steps_per_interval": 30},
         registry=registry,
     )
     xs, logps = sol.ys
@@ -429,7 +449,7 @@ def test_time_gradients_against_finite_differences(registry: Registry) -> None:
     y0 = torch.randn(3, dim, generator=gen, dtype=torch.float64)
     w = torch.randn(3, 3, dim, generator=gen, dtype=torch.float64)
     t = torch.tensor([0.1, 0.6, 1.2], dtype=torch.float64)
-    options = {"n_steps": 50}
+    options = {"steps_per_interval": 50}
 
     def loss(times: Tensor, gradient: str) -> Tensor:
         sol = solve(
@@ -549,7 +569,7 @@ def test_round_off_agreement_with_backprop_for_linear_fields(registry: Registry)
         ({"bogus": 1}, TypeError, "Unknown option"),
         ({"backward_integrator": 3}, TypeError, "backward_integrator must be"),
         (
-            {"backward_integrator": ThirdPartyRK4(), "backward_options": {"n_steps": 3}},
+            {"backward_integrator": ThirdPartyRK4(), "backward_options": {"steps_per_interval": 3}},
             TypeError,
             "backward_options were given with a backward_integrator instance",
         ),
@@ -583,7 +603,7 @@ def test_backward_options_need_a_named_forward_integrator(registry: Registry) ->
             t,
             integrator=ThirdPartyRK4(),
             gradient="adjoint",
-            gradient_options={"backward_options": {"n_steps": 3}},
+            gradient_options={"backward_options": {"steps_per_interval": 3}},
             registry=registry,
         )
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from flowkit.bench.peers import make_peer
 from flowkit.bench.timing import stopwatch
+from flowkit.interfaces import AdaptiveIntegrator, FixedStepIntegrator
 from flowkit.registry import Registry, get_registry
 
 __all__ = [
@@ -58,20 +59,17 @@ def integrator_options(
 ) -> dict[str, Any]:
     """Tolerances for adaptive integrators, a step count for fixed-step ones.
 
-    Chosen from the options the integrator's factory declares (``rtol``/``atol``
-    or ``n_steps``/``step_size``), so third-party integrators work unchanged.
+    Chosen from the option base the integrator's class declares
+    (:class:`~flowkit.interfaces.AdaptiveIntegrator`: ``rtol``/``atol``;
+    :class:`~flowkit.interfaces.FixedStepIntegrator`: ``n_steps``, equal steps
+    across the whole span), so third-party integrators deriving from either
+    work unchanged; one deriving from neither keeps its own defaults.
     """
-    spec = registry.get("integrator", integrator)
-    names = spec.options()
-    adaptive = bool(spec.capabilities.get("adaptive"))
-    if names is None:
-        return {"rtol": rtol, "atol": atol} if adaptive else {}
-    if adaptive and {"rtol", "atol"} <= set(names):
+    factory = registry.get("integrator", integrator).factory
+    if isinstance(factory, type) and issubclass(factory, AdaptiveIntegrator):
         return {"rtol": rtol, "atol": atol}
-    if "n_steps" in names:
+    if isinstance(factory, type) and issubclass(factory, FixedStepIntegrator):
         return {"n_steps": steps}
-    if "step_size" in names:
-        return {"step_size": 1.0 / steps}
     return {}
 
 

@@ -10,10 +10,12 @@ synchronous execution) it synchronizes nothing, so the same code times any
 device.
 
 Example:
+    >>> model, x = torch.nn.Linear(2, 1), torch.randn(4, 2)
     >>> with stopwatch(x, model) as clock:
-    ...     loss = -model.log_prob(x).mean()
+    ...     loss = model(x).square().mean()
     ...     loss.backward()
-    >>> clock.seconds  # doctest: +SKIP
+    >>> clock.seconds >= 0.0
+    True
 """
 
 from __future__ import annotations

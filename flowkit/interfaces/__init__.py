@@ -1,9 +1,36 @@
-"""One abstract base per kind of component; each carries its documented contract."""
+"""One abstract base per kind of component; each carries its documented contract.
 
+Integrators have two option bases (:class:`AdaptiveIntegrator`,
+:class:`FixedStepIntegrator`) and optional gradient-path protocols
+(:mod:`flowkit.interfaces.gradient_paths`).
+"""
+
+from flowkit.interfaces.adaptive_integrator import AdaptiveIntegrator
+from flowkit.interfaces.fixed_step_integrator import FixedStepIntegrator
+from flowkit.interfaces.gradient_paths import (
+    GRADIENT_PATHS,
+    SupportsCheckpointing,
+    SupportsNativeAdjoint,
+    SupportsReversibleSolve,
+    missing_gradient_paths,
+)
 from flowkit.interfaces.gradient_strategy import GradientStrategy
 from flowkit.interfaces.integrator import Integrator
 from flowkit.interfaces.regularizer import Regularizer
 from flowkit.interfaces.trace_estimator import TraceEstimator
 from flowkit.interfaces.vector_field import VectorField
 
-__all__ = ["GradientStrategy", "Integrator", "Regularizer", "TraceEstimator", "VectorField"]
+__all__ = [
+    "GRADIENT_PATHS",
+    "AdaptiveIntegrator",
+    "FixedStepIntegrator",
+    "GradientStrategy",
+    "Integrator",
+    "Regularizer",
+    "SupportsCheckpointing",
+    "SupportsNativeAdjoint",
+    "SupportsReversibleSolve",
+    "TraceEstimator",
+    "VectorField",
+    "missing_gradient_paths",
+]

@@ -1,14 +1,20 @@
-"""The integrator contract: solving ``dy/dt = g(t, y)`` between given times."""
+"""The integrator contract: solving ``dy/dt = g(t, y)`` between given times.
+
+:class:`Integrator` holds only :meth:`~Integrator.integrate` and the declared
+capabilities. Options live in the two option bases
+(:class:`~flowkit.interfaces.AdaptiveIntegrator`,
+:class:`~flowkit.interfaces.FixedStepIntegrator`); special gradient paths are
+optional protocols (:mod:`flowkit.interfaces.gradient_paths`) that a backend's
+integrator implements when it declares the matching capability.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from typing import ClassVar
 
 from torch import Tensor
 
-from flowkit.errors import FlowkitError
 from flowkit.solution import Solution
 from flowkit.state import Dynamics, State
 
@@ -20,7 +26,10 @@ class Integrator(ABC):
 
     Contract:
         * Options (tolerances, step size, budgets) are keyword arguments of the
-          constructor; an unknown option is a ``TypeError``.
+          constructor; an unknown option is a ``TypeError``. Adaptive
+          integrators declare theirs by deriving from
+          :class:`~flowkit.interfaces.AdaptiveIntegrator`, fixed-step ones from
+          :class:`~flowkit.interfaces.FixedStepIntegrator`.
         * :meth:`integrate` takes the right-hand side ``func(t, y)``, an initial
           state ``y0`` (a tensor or a tuple of tensors) and a 1-D tensor ``t`` of
           at least two strictly monotone times (increasing, or decreasing to
@@ -44,12 +53,21 @@ class Integrator(ABC):
         order: the order of the method (of the propagated solution for
             embedded pairs).
         adaptive: whether it controls its step size from an error estimate.
-        reversible: whether it implements :meth:`integrate_reversible`, an
+        reversible: whether it implements
+            :class:`~flowkit.interfaces.SupportsReversibleSolve`, an
             algebraically reversible solve with exact memory-free gradients.
-        native_adjoint: whether it implements :meth:`integrate_native_adjoint`,
-            the backend's own adjoint method.
-        checkpointable: whether it implements :meth:`integrate_checkpointed`,
-            recomputing each step's internals in the backward pass.
+        native_adjoint: whether it implements
+            :class:`~flowkit.interfaces.SupportsNativeAdjoint`, the backend's
+            own adjoint method.
+        checkpointable: whether it implements
+            :class:`~flowkit.interfaces.SupportsCheckpointing`, recomputing
+            each step's internals in the backward pass.
+
+    The flags are the single source for
+    :func:`~flowkit.compat.check_compatibility`. A class declaring a
+    gradient-path capability must implement its protocol: the conformance kit
+    checks it (:func:`~flowkit.interfaces.gradient_paths.missing_gradient_paths`),
+    and the strategy refuses to run a path that is missing.
     """
 
     order: ClassVar[int] = 1
@@ -68,44 +86,3 @@ class Integrator(ABC):
     @abstractmethod
     def integrate(self, func: Dynamics, y0: State, t: Tensor) -> Solution:
         """Solve from ``t[0]`` through every time of ``t``; see the class contract."""
-
-    def integrate_checkpointed(
-        self, func: Dynamics, y0: State, t: Tensor, params: Sequence[Tensor]
-    ) -> Solution:
-        """Like :meth:`integrate`, keeping only step states for the backward pass.
-
-        Available when ``checkpointable`` is True. Each step's internals are
-        recomputed in the backward pass; the forward pass costs the same
-        function evaluations as :meth:`integrate`, and gradients reach ``y0``
-        and ``params`` (the tensors ``func`` depends on), equal to those of
-        backpropagating through :meth:`integrate` to round-off.
-        """
-        raise FlowkitError(
-            f"{type(self).__name__} does not support step checkpointing "
-            "(checkpointable=False); choose the 'backprop' or 'adjoint' gradient strategy."
-        )
-
-    def integrate_reversible(
-        self, func: Dynamics, y0: State, t: Tensor, params: Sequence[Tensor]
-    ) -> Solution:
-        """Solve with gradients from the algebraically reversible backward pass.
-
-        Available when ``reversible`` is True. Gradients reach ``y0`` and
-        ``params``, the tensors ``func`` depends on.
-        """
-        raise FlowkitError(
-            f"{type(self).__name__} is not reversible (reversible=False); "
-            "choose an integrator such as 'torchsde.reversible_heun' or another gradient strategy."
-        )
-
-    def integrate_native_adjoint(
-        self, func: Dynamics, y0: State, t: Tensor, params: Sequence[Tensor]
-    ) -> Solution:
-        """Solve with gradients from the backend's own adjoint method.
-
-        Available when ``native_adjoint`` is True.
-        """
-        raise FlowkitError(
-            f"{type(self).__name__} has no native adjoint (native_adjoint=False); "
-            "use flowkit's solver-agnostic 'adjoint' strategy instead."
-        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowkit.registry import Registry, get_registry
+from flowkit.registry import ComponentSpec, Registry, get_registry
 from flowkit.state import as_tuple
 
 __all__ = [
@@ -57,16 +57,10 @@ def target_label(target: ConformanceTarget) -> str:
 
 
 def accepted_options(factory: Any) -> set[str] | None:
-    """The option names a factory accepts; ``None`` when it takes any (or cannot say)."""
-    import inspect
-
-    try:
-        sig = inspect.signature(factory if isinstance(factory, type) else type(factory))
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-        return None
-    return set(sig.parameters)
+    """The option names the registry validates for ``factory`` (``None``: any)."""
+    cls = factory if isinstance(factory, type) else type(factory)
+    names = ComponentSpec(kind="integrator", name=cls.__name__, factory=cls).options()
+    return None if names is None else set(names)
 
 
 def max_error(a: Any, b: Any) -> float:

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from flowkit.interfaces.gradient_paths import missing_gradient_paths
 from flowkit.kinds import capabilities_of
 from flowkit.registry import Registry, get_registry
 from flowkit.solution import Solution
@@ -81,6 +82,15 @@ def check_integrator(
     caps = capabilities_of(factory, "integrator")
     accepted = accepted_options(factory)
     checked: list[str] = []
+    missing = missing_gradient_paths(factory)
+    if missing:
+        raise ConformanceError(
+            label,
+            "gradient paths",
+            f"declares {', '.join(f'{flag}=True' for flag in missing)} but does not implement "
+            "the matching protocol of flowkit.interfaces.gradient_paths (e.g. "
+            "integrate_checkpointed for checkpointable); implement it or drop the flag",
+        )
 
     def make(span: float) -> tuple[Any, Callable[[CountedDynamics], Tolerance]]:
         opts, _ = accuracy_options(caps, accepted, target=target, span=span)
@@ -187,6 +197,7 @@ def check_integrator(
             checked += ["tolerance proportionality", "convergence order"]
         elif _check_order(label, caps, accepted, build):
             checked.append("convergence order")
+    checked.append("gradient paths")
     return checked
 
 

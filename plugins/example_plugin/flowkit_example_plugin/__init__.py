@@ -1,5 +1,12 @@
 """An example third-party flowkit plugin: Shu and Osher's SSP-RK3 integrator.
 
+The short path: a new explicit Runge-Kutta method is its Butcher tableau and
+one call of :func:`flowkit.rk.runge_kutta_class`. flowkit's stepper runs it,
+its fixed-step options (``step_size`` or ``n_steps``, equal steps across the
+whole span; ``max_steps``, ``on_max_steps``) come from
+:class:`flowkit.interfaces.FixedStepIntegrator`, and it offers step
+checkpointing (the ``checkpoint`` gradient strategy) with no code of its own.
+
 Installed with ``pip install``, it is found through the ``flowkit`` entry-point
 group declared in its ``pyproject.toml``, with no change to flowkit:
 ``flowkit list`` shows ``ssprk3`` and ``flowkit.odeint(..., method="ssprk3")``
@@ -12,61 +19,21 @@ References:
 
 from __future__ import annotations
 
-import itertools
-
-import torch
-from torch import Tensor
-
 import flowkit
-from flowkit.solution import Solution, SolverStats
-from flowkit.state import Dynamics, State, as_tuple, like
+from flowkit.rk import ButcherTableau, runge_kutta_class
 
-__all__ = ["SSPRK3", "flowkit_register_integrators"]
+__all__ = ["SSPRK3", "SSPRK3_TABLEAU", "flowkit_register_integrators"]
 
-
-class SSPRK3(flowkit.Integrator):
-    """Third-order strong-stability-preserving Runge-Kutta, fixed step.
-
-    Arguments:
-        n_steps: steps per interval between consecutive output times.
-    """
-
-    order = 3
-
-    def __init__(self, *, n_steps: int = 20) -> None:
-        if n_steps < 1:
-            raise ValueError(f"n_steps must be a positive integer, got {n_steps}.")
-        self.n_steps = n_steps
-
-    def integrate(self, func: Dynamics, y0: State, t: Tensor) -> Solution:
-        """Take ``n_steps`` equal steps between consecutive times of ``t``."""
-        stats = SolverStats()
-
-        def f(time: Tensor, y: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-            stats.nfe += 1
-            return as_tuple(func(time, like(y0, y)))
-
-        def axpy(a: float, x: tuple[Tensor, ...], ys: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-            return tuple(b + a * k for b, k in zip(ys, x, strict=True))
-
-        y = as_tuple(y0)
-        outputs = [y]
-        for t_start, t_end in itertools.pairwise(t):
-            h = (t_end - t_start) / self.n_steps
-            for i in range(self.n_steps):
-                s = t_start + i * h
-                y1 = axpy(h, f(s, y), y)
-                y2 = tuple(
-                    0.75 * a + 0.25 * b for a, b in zip(y, axpy(h, f(s + h, y1), y1), strict=True)
-                )
-                y3 = axpy(h, f(s + 0.5 * h, y2), y2)
-                y = tuple(a / 3 + 2 * b / 3 for a, b in zip(y, y3, strict=True))
-                stats.n_accepted += 1
-            outputs.append(y)
-        stats.final_step_size = float(h)
-        stats.t_reached = float(t[-1])
-        ys = tuple(torch.stack(leaves) for leaves in zip(*outputs, strict=True))
-        return Solution(ts=t, ys=like(y0, ys), stats=stats)
+SSPRK3_TABLEAU = ButcherTableau(
+    "ssprk3",
+    c=(0.0, 1.0, 0.5),
+    a=((), (1.0,), (0.25, 0.25)),
+    b=(1 / 6, 1 / 6, 2 / 3),
+    order=3,
+)
+SSPRK3 = runge_kutta_class(
+    "SSPRK3", SSPRK3_TABLEAU, "Third-order strong-stability-preserving Runge-Kutta, fixed step."
+)
 
 
 @flowkit.hookimpl

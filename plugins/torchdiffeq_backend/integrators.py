@@ -1,47 +1,19 @@
-"""Built-in plugin: every ODE method of the installed torchdiffeq, as ``torchdiffeq.<method>``.
+"""The torchdiffeq integrator classes: the contract, the two option bases, the statistics.
 
-The method list, the orders and whether a method is adaptive are read from
-torchdiffeq itself when the registry is built (``SOLVERS`` in
-``torchdiffeq._impl.odeint`` and the solver classes' ``order`` attributes and
-base classes), never typed here. Names that map to the same solver class
-become aliases (``torchdiffeq.fixed_adams`` of ``torchdiffeq.implicit_adams``).
-
-Skipped (see :data:`SKIPPED`): ``scipy_solver``, because it integrates through
-NumPy and returns detached tensors, breaking the integrator contract (gradients
-must flow); ``explicit_adams``, because it converges to wrong solutions in the
-installed torchdiffeq (its error grows as the step shrinks); ``implicit_adams``
-(alias ``fixed_adams``), because it has no convergence order to declare: it is
-a variable-order (4 to 12) Adams-Bashforth-Moulton method whose order falls
-back whenever its fixed number of corrector iterations misses the corrector
-tolerance, so the measured order changes with the step size (slopes from 3.9
-to 10.8 on ``linear_skew``, see :data:`SKIPPED`), and any declared order fails
-flowkit's convergence-order conformance check in some range of steps.
-
-Options are torchdiffeq's own (``rtol``, ``atol`` and the keyword arguments of
-the solver class, e.g. ``first_step``, ``max_num_steps``, ``step_size``),
-validated at construction: an unknown one is a ``TypeError`` naming the valid
-ones. ``rtol``/``atol`` default to torchdiffeq's 1e-7/1e-9.
-
-Statistics: ``nfe`` counts calls of the field; accepted and rejected steps come
-from torchdiffeq's step callbacks (fixed-grid methods report every step as
-accepted); ``final_step_size`` is the last accepted step. With the native
-adjoint, the backward solve's evaluations and steps fill ``stats.backward_*``
-as the backward pass runs.
-
-Failures map onto flowkit's errors: torchdiffeq's "underflow in dt" becomes
-:class:`~flowkit.errors.StepSizeUnderflowError`, "max_num_steps exceeded"
-:class:`~flowkit.errors.MaxStepsExceededError` (named with the last time the
-field was evaluated at), NaN/Inf in the result
-:class:`~flowkit.errors.NonFiniteStateError`.
+:class:`TorchdiffeqIntegrator` runs one torchdiffeq method (``torchdiffeq.odeint``,
+or ``odeint_adjoint`` for the native adjoint path) and maps torchdiffeq's
+failures onto flowkit's errors; :class:`TorchdiffeqAdaptive` and
+:class:`TorchdiffeqFixedStep` declare the options through flowkit's option
+bases. The per-method classes are generated at registration (see
+:mod:`flowkit.plugins.torchdiffeq_backend`).
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import sys
+import itertools
+import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import torch
 from torch import Tensor, nn
@@ -51,73 +23,25 @@ from flowkit.errors import (
     NonFiniteStateError,
     StepSizeUnderflowError,
 )
-from flowkit.hookspecs import Register, hookimpl
-from flowkit.interfaces import Integrator
-from flowkit.rk.control import validate_tolerance_pair
+from flowkit.interfaces import (
+    AdaptiveIntegrator,
+    FixedStepIntegrator,
+    Integrator,
+    SupportsNativeAdjoint,
+)
+from flowkit.rk.control import ErrorNorm
 from flowkit.solution import Solution, SolverStats
 from flowkit.state import Dynamics, State, as_tuple
 
-__all__ = ["SKIPPED", "TorchdiffeqIntegrator", "flowkit_register_integrators", "solver_table"]
+__all__ = ["TorchdiffeqAdaptive", "TorchdiffeqFixedStep", "TorchdiffeqIntegrator"]
 
-_ADAMS_REASON = (
-    "has no order to declare: torchdiffeq 0.2.5's AdamsBashforthMoulton starts with RK4, "
-    "raises its Adams order up to 12 as its history grows, and drops history whenever its "
-    "4 corrector iterations miss rtol (default 1e-3), so its order depends on the step: on "
-    "linear_skew its error falls 5.8e-2, 3.9e-3, 2.5e-4, 1.4e-7, 2.7e-9, 9.6e-11 at "
-    "8..256 steps (slopes 3.9, 3.9, 10.8, 5.7, 4.8; non-converged corrector in every "
-    "step up to 32 steps, none from 64); it declares 4"
-)
-
-SKIPPED: dict[str, str] = {
-    "scipy_solver": "integrates through NumPy and returns detached tensors (no gradients)",
-    "explicit_adams": (
-        "returns wrong solutions in torchdiffeq 0.2.5: on y' = -y over [0, 1] its error grows "
-        "from 2.4e-4 at step 0.1 to 0.37 at step 0.01"
-    ),
-    "implicit_adams": _ADAMS_REASON,
-    "fixed_adams": _ADAMS_REASON,
-}
-"""torchdiffeq methods not registered, with the reason."""
-
-_NOT_OPTIONS = {"self", "func", "y0"}
+TORCHDIFFEQ_MAX_NUM_STEPS = 2**31 - 1
+"""torchdiffeq's default ``max_num_steps``."""
 
 
-def solver_table() -> dict[str, type]:
-    """torchdiffeq's own table of method name -> solver class.
-
-    Raises:
-        ImportError: if torchdiffeq (or its method table) is unavailable.
-    """
-    importlib.import_module("torchdiffeq")
-    module = sys.modules.get("torchdiffeq._impl.odeint")
-    table = getattr(module, "SOLVERS", None)
-    if not isinstance(table, dict):
-        raise ImportError("torchdiffeq._impl.odeint.SOLVERS not found; unsupported torchdiffeq")
-    return dict(table)
-
-
-def _solver_options(solver: type) -> set[str]:
-    """Keyword options of a torchdiffeq solver class, following ``**kwargs`` up the MRO."""
-    names: set[str] = set()
-    for klass in solver.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        params = inspect.signature(init).parameters.values()
-        names.update(
-            p.name
-            for p in params
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _NOT_OPTIONS
-        )
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return names
-
-
-def _is_adaptive(solver: type) -> bool:
-    from torchdiffeq._impl.solvers import AdaptiveStepsizeODESolver
-
-    return issubclass(solver, AdaptiveStepsizeODESolver)
+def _given(value: Any, default: Any) -> Any:
+    """``value``, or ``default`` when it is None (0 stays 0, to be validated)."""
+    return default if value is None else value
 
 
 class _CountingFunc(nn.Module):
@@ -174,14 +98,17 @@ class _CountingAdaptiveFunc(_CountingFunc):
         self.stats.backward_n_rejected += 1
 
 
-class TorchdiffeqIntegrator(Integrator):
+class TorchdiffeqIntegrator(Integrator, SupportsNativeAdjoint):
     """One torchdiffeq method behind the flowkit integrator contract.
 
     Subclasses (one per method, generated at registration) set ``method``,
-    ``order``, ``adaptive`` and ``valid_options``.
+    ``order``, ``adaptive`` and ``valid_options``, and derive from
+    :class:`TorchdiffeqAdaptive` or :class:`TorchdiffeqFixedStep`, which
+    declare the options through flowkit's option bases. Every method offers
+    torchdiffeq's own adjoint (:class:`~flowkit.interfaces.SupportsNativeAdjoint`).
 
     Arguments:
-        **options: ``rtol``, ``atol`` and the method's own options.
+        **options: the options of the method; see the two subclasses.
 
     Raises:
         TypeError: for an option the method does not take, naming the valid ones.
@@ -192,7 +119,7 @@ class TorchdiffeqIntegrator(Integrator):
     step_callbacks: ClassVar[bool] = False
     native_adjoint: ClassVar[bool] = True
 
-    def __init__(self, **options: Any) -> None:
+    def _check_names(self, options: dict[str, Any]) -> None:
         unknown = sorted(set(options) - self.valid_options)
         if unknown:
             raise TypeError(
@@ -200,10 +127,10 @@ class TorchdiffeqIntegrator(Integrator):
                 f"'torchdiffeq.{self.method}'. Valid options: "
                 f"{', '.join(sorted(self.valid_options))}."
             )
-        self.rtol = options.pop("rtol", 1e-7)
-        self.atol = options.pop("atol", 1e-9)
-        validate_tolerance_pair(self.rtol, self.atol)
-        self.options = {k: v for k, v in options.items() if v is not None}
+
+    def _options(self) -> dict[str, Any]:
+        """The ``options`` dictionary handed to torchdiffeq."""
+        return dict(self.options)
 
     def _wrap(self, func: Dynamics, stats: SolverStats) -> _CountingFunc:
         if self.adaptive:
@@ -217,7 +144,7 @@ class TorchdiffeqIntegrator(Integrator):
             "rtol": self.rtol,
             "atol": self.atol,
             "method": self.method,
-            "options": dict(self.options),
+            "options": self._options(),
         }
 
     def integrate(self, func: Dynamics, y0: State, t: Tensor) -> Solution:
@@ -302,52 +229,91 @@ class TorchdiffeqIntegrator(Integrator):
         return Solution(ts=t, ys=ys, stats=stats)
 
 
-def _make_class(method: str, solver: type) -> type[TorchdiffeqIntegrator]:
-    adaptive = _is_adaptive(solver)
-    valid = _solver_options(solver)
-    if adaptive:
-        valid |= {"rtol", "atol", "norm"}
-    cls = type(
-        f"Torchdiffeq_{method}",
-        (TorchdiffeqIntegrator,),
-        {
-            "__doc__": (
-                f"torchdiffeq's ``{method}`` ({solver.__name__}), order {solver.order}, "
-                f"{'adaptive' if adaptive else 'fixed grid'}."
-            ),
-            "__module__": __name__,
-            "method": method,
-            "order": int(solver.order),
-            "adaptive": adaptive,
-            "valid_options": frozenset(valid),
-            "step_callbacks": "callback_step" in solver.valid_callbacks(),
-        },
-    )
-    params = [
-        inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default={"rtol": 1e-7, "atol": 1e-9}.get(name),
+class TorchdiffeqAdaptive(TorchdiffeqIntegrator, AdaptiveIntegrator):
+    """An adaptive torchdiffeq method, declaring :class:`~flowkit.interfaces.AdaptiveIntegrator`.
+
+    Options: ``rtol``, ``atol`` (default 1e-7/1e-9, as torchdiffeq),
+    ``first_step``, ``min_step``, ``max_step``, ``norm`` (validated by the
+    base and handed to torchdiffeq), ``max_num_steps`` (torchdiffeq's name
+    for the base's ``max_steps``, default ``2**31 - 1`` as torchdiffeq) and
+    torchdiffeq's own step-control options (``safety``, ``ifactor``,
+    ``dfactor``, ``step_t``, ``jump_t``, ``dtype``). Without ``norm``,
+    torchdiffeq's own default norm is used, the same largest per-leaf RMS as
+    :func:`~flowkit.rk.control.mixed_rms_norm`.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._check_names(options)
+        norm = options.pop("norm", None)
+        AdaptiveIntegrator.__init__(
+            self,
+            rtol=options.pop("rtol", 1e-7),
+            atol=options.pop("atol", 1e-9),
+            first_step=options.pop("first_step", None),
+            min_step=_given(options.pop("min_step", None), 0.0),
+            max_step=options.pop("max_step", None),
+            max_steps=_given(options.pop("max_num_steps", None), TORCHDIFFEQ_MAX_NUM_STEPS),
+            norm=norm,
         )
-        for name in sorted(valid)
-    ]
-    cls.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    return cls
+        self._own_norm = norm is not None
+        self.options = {k: v for k, v in options.items() if v is not None}
+
+    def with_norm(self, norm: ErrorNorm) -> Self:
+        """A shallow copy that hands ``norm`` to torchdiffeq."""
+        clone = super().with_norm(norm)
+        clone._own_norm = True
+        return clone
+
+    def _options(self) -> dict[str, Any]:
+        options = dict(self.options)
+        if self.first_step is not None:
+            options["first_step"] = self.first_step
+        if self.min_step > 0:
+            options["min_step"] = self.min_step
+        if self.max_step < math.inf:
+            options["max_step"] = self.max_step
+        options["max_num_steps"] = self.max_steps
+        if self._own_norm:
+            options["norm"] = self.norm
+        return options
 
 
-@hookimpl
-def flowkit_register_integrators(register: Register) -> None:
-    """Register every torchdiffeq method (except :data:`SKIPPED`) as ``torchdiffeq.<name>``."""
-    table = solver_table()
-    canonical: dict[type, str] = {}
-    aliases: dict[str, list[str]] = {}
-    for name, solver in table.items():
-        if name in SKIPPED:
-            continue
-        if solver in canonical:
-            aliases[canonical[solver]].append(f"torchdiffeq.{name}")
-            continue
-        canonical[solver] = name
-        aliases[name] = []
-    for solver, name in canonical.items():
-        register(f"torchdiffeq.{name}", _make_class(name, solver), aliases=tuple(aliases[name]))
+class TorchdiffeqFixedStep(TorchdiffeqIntegrator, FixedStepIntegrator):
+    """A fixed-grid torchdiffeq method, declaring :class:`~flowkit.interfaces.FixedStepIntegrator`.
+
+    ``step_size`` and ``n_steps`` mean what they mean for every fixed-step
+    integrator: the grid handed to torchdiffeq splits each interval between
+    output times into the equal steps of
+    :meth:`~flowkit.interfaces.FixedStepIntegrator.step_counts` (so output
+    times are grid points, never interpolated), default 100 steps across the
+    span. torchdiffeq's own ``grid_constructor`` replaces that grid
+    (exclusive with ``step_size``/``n_steps``); ``perturb`` and ``interp``
+    are passed through.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._check_names(options)
+        step_size = options.pop("step_size", None)
+        n_steps = options.pop("n_steps", None)
+        grid = options.get("grid_constructor")
+        if grid is not None and (step_size is not None or n_steps is not None):
+            raise ValueError(
+                f"torchdiffeq.{self.method}: give grid_constructor or step_size/n_steps, not both."
+            )
+        FixedStepIntegrator.__init__(self, step_size=step_size, n_steps=n_steps)
+        self.rtol, self.atol = 1e-7, 1e-9
+        self.options = {k: v for k, v in options.items() if v is not None}
+
+    def _grid(self, func: Any, y0: Tensor, t: Tensor) -> Tensor:
+        times = [float(x) for x in t.tolist()]
+        pieces = [
+            torch.linspace(float(a), float(b), m + 1, dtype=t.dtype, device=t.device)[:-1]
+            for (a, b), m in zip(itertools.pairwise(t), self.step_counts(times), strict=True)
+        ]
+        return torch.cat([*pieces, t[-1:]])
+
+    def _options(self) -> dict[str, Any]:
+        options = dict(self.options)
+        if "grid_constructor" not in options:
+            options["grid_constructor"] = self._grid
+        return options

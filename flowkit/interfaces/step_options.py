@@ -1,0 +1,54 @@
+"""Validation of the step options shared by the adaptive and the fixed-step bases."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+__all__ = ["OnMaxSteps", "check_on_max_steps", "positive_number", "positive_integer"]
+
+OnMaxSteps = Literal["raise", "return"]
+
+
+def positive_number(
+    name: str, value: float | None, *, allow_zero: bool = False, finite: bool = False
+) -> float | None:
+    """``value`` as a float, checked to be a number ``> 0`` (or ``>= 0``); None passes.
+
+    Raises:
+        TypeError: for a value that is not a number.
+        ValueError: for a value out of range (or infinite with ``finite``).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}.")
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok or math.isnan(value) or (finite and math.isinf(value)):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}{' and finite' if finite else ''}, got {value!r}.")
+    return float(value)
+
+
+def positive_integer(name: str, value: int | None) -> int | None:
+    """``value`` checked to be a positive integer; None passes.
+
+    Raises:
+        ValueError: for anything else (booleans included).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return value
+
+
+def check_on_max_steps(value: str) -> OnMaxSteps:
+    """``value`` checked to be ``"raise"`` or ``"return"``.
+
+    Raises:
+        ValueError: for any other value.
+    """
+    if value not in ("raise", "return"):
+        raise ValueError(f"on_max_steps must be 'raise' or 'return', got {value!r}.")
+    return value  # type: ignore[return-value]
