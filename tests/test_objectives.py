@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,7 +20,7 @@ from flowkit.data import sample_toy
 from flowkit.errors import IncompatibleComponentsError, InvalidInputError
 from flowkit.interfaces import Objective, ObjectiveResult
 from flowkit.matching import flow_matching_loss, rectified_flow_loss, reflow_pairs
-from flowkit.registry import get_registry
+from flowkit.registry import build_registry, get_registry
 from flowkit.testing.conformance import ConformanceError
 from flowkit.testing.objective_checks import check_objective
 from flowkit.train import TrainConfig, Trainer
@@ -411,3 +412,44 @@ def test_check_objective_catches_a_context_silently_accepted() -> None:
 def test_check_objective_refuses_a_non_objective() -> None:
     with pytest.raises(TypeError, match="takes an Objective instance or a registered"):
         check_objective(object(), _model(), _batch())  # type: ignore[arg-type]
+
+
+# -- third-party objectives ------------------------------------------------------------------
+
+
+def _objective_plugin(name: str, factory: Any) -> types.ModuleType:
+    module = types.ModuleType(f"{name}_plugin")
+
+    def flowkit_register_objectives(register: Any) -> None:
+        register(name, factory)
+
+    module.flowkit_register_objectives = flowkit.hookimpl(flowkit_register_objectives)  # type: ignore[attr-defined]
+    return module
+
+
+def test_a_third_party_objective_registers_through_the_hook() -> None:
+    class MeanSquaredVelocity(Objective):
+        simulation_free: ClassVar[bool] = True
+
+        def loss(self, model, batch, *, context=None, generator=None):  # type: ignore[no-untyped-def]
+            if context is not None:
+                raise InvalidInputError("no context")
+            value = model.field(torch.zeros((), dtype=batch.dtype), batch).pow(2).sum(-1).mean()
+            return ObjectiveResult(value, {"msv": value.item()})
+
+    registry = build_registry(
+        autoload=False, plugins=[_objective_plugin("msv", MeanSquaredVelocity)]
+    )
+    spec = registry.get("objective", "msv")
+    assert spec.plugin == "msv_plugin" and spec.capabilities["simulation_free"] is True
+    assert "maximum_likelihood" in registry.names("objective")  # built-ins alongside
+    assert "context" in check_objective("msv", _model(), _batch(), registry=registry)
+
+
+def test_a_non_objective_class_is_refused_at_registration() -> None:
+    registry = build_registry(
+        autoload=False, builtins=False, plugins=[_objective_plugin("bad", nn.Linear)]
+    )
+    assert "bad" not in registry.names("objective")
+    (broken,) = registry.broken
+    assert "does not subclass flowkit.interfaces.Objective" in broken.error
