@@ -366,7 +366,7 @@ class _Broken(Objective):
     def loss(self, model, batch, *, context=None, generator=None):  # type: ignore[no-untyped-def]
         out = model.field(torch.zeros((), dtype=batch.dtype), batch)
         loss = out.pow(2).mean()
-        metrics: dict[str, Any] = {"loss": float(loss)}
+        metrics: dict[str, Any] = {"loss": float(loss.detach())}
         if self.flaw == "tuple":
             return loss
         if self.flaw == "no graph":
