@@ -50,6 +50,7 @@ def check_compatibility(
     integrator: Any = None,
     trace: Any = None,
     gradient: Any = None,
+    objective: Any = None,
 ) -> Compatibility:
     """Decide from declared capabilities whether the given components fit.
 
@@ -60,7 +61,9 @@ def check_compatibility(
         * a gradient strategy's ``requires`` names integrator capabilities that
           must be true (``reversible``, ``native_adjoint``, ``checkpointable``);
         * a trace estimator with ``requires_divergence`` needs a field with
-          ``has_divergence``.
+          ``has_divergence``;
+        * an objective with ``requires_trace`` needs a trace estimator: given an
+          ``objective``, ``trace=None`` means the model has none.
 
     Example:
         >>> from flowkit.interfaces import Integrator, GradientStrategy
@@ -94,6 +97,13 @@ def check_compatibility(
                 f"trace estimator {_describe(trace)} requires a field with a closed-form "
                 f"divergence (has_divergence=True); field {_describe(field)} has none"
             )
+    if objective is not None and trace is None:
+        if capabilities_of(_declared(objective), "objective")["requires_trace"]:
+            reasons.append(
+                f"objective {_describe(objective)} requires a trace estimator "
+                "(requires_trace=True); the model has none: build the CNF with a trace "
+                "estimator such as 'exact' or 'hutchinson'"
+            )
     return Compatibility(ok=not reasons, reasons=tuple(reasons))
 
 
@@ -103,10 +113,11 @@ def ensure_compatible(
     integrator: Any = None,
     trace: Any = None,
     gradient: Any = None,
+    objective: Any = None,
 ) -> None:
     """Raise :class:`IncompatibleComponentsError` if the components do not fit."""
     verdict = check_compatibility(
-        field=field, integrator=integrator, trace=trace, gradient=gradient
+        field=field, integrator=integrator, trace=trace, gradient=gradient, objective=objective
     )
     if not verdict:
         raise IncompatibleComponentsError(

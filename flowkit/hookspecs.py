@@ -48,6 +48,7 @@ __all__ = [
     "Register",
     "flowkit_register_gradient_strategies",
     "flowkit_register_integrators",
+    "flowkit_register_objectives",
     "flowkit_register_regularizers",
     "flowkit_register_trace_estimators",
     "flowkit_register_vector_fields",
@@ -122,4 +123,14 @@ def flowkit_register_regularizers(register: Register) -> None:
     """Register training regularizers integrated alongside the CNF state.
 
     Factories must subclass :class:`flowkit.interfaces.Regularizer`.
+    """
+
+
+@hookspec
+def flowkit_register_objectives(register: Register) -> None:
+    """Register training objectives: the loss of a model on one batch.
+
+    Factories must subclass :class:`flowkit.interfaces.Objective` and declare
+    ``simulation_free``, ``requires_trace`` and ``accepts_context``; options
+    are the constructor's keyword arguments.
     """

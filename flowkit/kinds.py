@@ -30,6 +30,7 @@ from torch import nn
 from flowkit.interfaces import (
     GradientStrategy,
     Integrator,
+    Objective,
     Regularizer,
     TraceEstimator,
     VectorField,
@@ -79,6 +80,7 @@ KINDS: dict[str, KindInfo] = {
             "gradient strategy",
         ),
         KindInfo("regularizer", "flowkit_register_regularizers", Regularizer, "regularizer"),
+        KindInfo("objective", "flowkit_register_objectives", Objective, "objective"),
     )
 }
 """Every kind, keyed by its lower_snake name."""

@@ -16,6 +16,7 @@ from flowkit.interfaces.gradient_paths import (
 )
 from flowkit.interfaces.gradient_strategy import GradientStrategy
 from flowkit.interfaces.integrator import Integrator
+from flowkit.interfaces.objective import Objective, ObjectiveResult
 from flowkit.interfaces.regularizer import Regularizer
 from flowkit.interfaces.trace_estimator import TraceEstimator
 from flowkit.interfaces.vector_field import VectorField
@@ -26,6 +27,8 @@ __all__ = [
     "FixedStepIntegrator",
     "GradientStrategy",
     "Integrator",
+    "Objective",
+    "ObjectiveResult",
     "Regularizer",
     "SupportsCheckpointing",
     "SupportsNativeAdjoint",

@@ -25,6 +25,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("vector_fields", "flowkit.plugins.vector_fields"),
     ("trace_estimators", "flowkit.plugins.trace_estimators"),
     ("regularizers", "flowkit.plugins.regularizers"),
+    ("objectives", "flowkit.plugins.objectives"),
 )
 """(plugin name, module) of the plugins that ship with flowkit.
 
