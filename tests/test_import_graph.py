@@ -3,7 +3,9 @@
 A cycle makes the result of an import depend on which module was imported
 first (the CLI used to register a subcommand by importing its module, which
 imported the app back). The graph is read from the source: every ``import``
-of a flowkit module, at module level or inside a function.
+of a flowkit module, at module level or inside a function; imports under
+``if TYPE_CHECKING:`` are for annotations only, never executed, and are left
+out.
 """
 
 from __future__ import annotations
@@ -29,7 +31,17 @@ def _modules() -> dict[str, Path]:
 def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """The flowkit modules ``name`` imports (a submodule when one is named, else the module)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    type_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_type_checking(node.test)
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name in modules)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -41,6 +53,13 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
                     found.add(node.module)
     found.discard(name)
     return found
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    """Whether an ``if`` test is ``TYPE_CHECKING`` or ``typing.TYPE_CHECKING``."""
+    if isinstance(test, ast.Name):
+        return test.id == "TYPE_CHECKING"
+    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -81,6 +100,16 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_type_only_imports_are_not_edges(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\nimport flowkit.cnf\n"
+        "if TYPE_CHECKING:\n    from flowkit.compat import check_compatibility\n"
+    )
+    modules = {"flowkit.cnf": source, "flowkit.compat": source}
+    assert _imports("m", source, modules) == {"flowkit.cnf"}
 
 
 def test_flowkit_has_no_import_cycle() -> None:
