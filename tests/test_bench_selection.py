@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from registry_helpers import suite_registry
 from typer.testing import CliRunner
@@ -93,7 +95,10 @@ def test_plan_is_deterministic() -> None:
     assert len({t["key"] for t in first}) == len(first)
 
 
-def test_cli_reports_bad_selection_with_exit_code_2() -> None:
+def test_cli_reports_bad_selection_with_exit_code_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default --out, bench-out/, must not hold a report
     attach_subcommands()
     result = CliRunner().invoke(app, ["bench", "--integrators", "no_such_solver", "--no-progress"])
     assert result.exit_code == 2

@@ -167,6 +167,8 @@ def test_bench_checks_its_output_before_any_measurement(
 ) -> None:
     import flowkit.cli.bench_cmd as bench_cmd
 
+    monkeypatch.chdir(tmp_path)  # the default --out, bench-out/, must not hold a report
+
     def must_not_run(config: Any) -> None:
         raise AssertionError("measurements started before --out was checked")
 
