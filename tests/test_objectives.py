@@ -145,11 +145,9 @@ def test_maximum_likelihood_equals_the_trainers_loss(tmp_path: Path, extra: dict
     assert all(bool(torch.isfinite(g).all()) for g in grads)
 
 
-def test_maximum_likelihood_refuses_a_context() -> None:
+def test_maximum_likelihood_refuses_a_context_for_an_unconditional_field() -> None:
     model = _model()
-    with pytest.raises(
-        InvalidInputError, match="conditional maximum likelihood needs a conditional"
-    ):
+    with pytest.raises(InvalidInputError, match="built unconditional"):
         MaximumLikelihood().loss(model, _batch(), context=torch.zeros(32, 1, dtype=torch.float64))
 
 

@@ -142,9 +142,7 @@ class FlowModel(nn.Module, metaclass=abc.ABCMeta):
         (``(n, c)``, one row per sample, or ``(c,)`` for all of them)."""
         return self.transform(self.sample_base(n), context)
 
-    def sample_with_log_prob(
-        self, n: int, context: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+    def sample_with_log_prob(self, n: int, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``n`` samples and their log-densities from one forward solve."""
         z = self.sample_base(n)
         x, delta, _ = self.push_forward(z, context=context)
