@@ -10,8 +10,9 @@ field for each solve (:class:`flowkit.dynamics.BoundContext`), so every trace
 estimator, regularizer and gradient strategy passes it through unchanged; a
 context that requires grad receives its gradient from every strategy.
 
-Every solve goes through :func:`flowkit.solve.solve` with the model's integrator and gradient strategy, resolved once, at construction:
-the CNF constructor is where names meet the registry.
+Every solve goes through :func:`flowkit.solve.solve` with the model's
+integrator and gradient strategy, resolved once, at construction: the CNF
+constructor is where names meet the registry.
 
 Example:
     >>> import torch, flowkit
