@@ -14,6 +14,13 @@ shape ``(batch, dim)`` and dtype) is checked here, by
 it raises :class:`~flowkit.errors.PluginContractError` naming the field and
 the contract, not an ``IndexError`` or ``TypeError`` from deep inside a trace
 estimator.
+
+A conditional CNF carries a context per sample to the field. The model binds
+it into the field once per solve with :class:`BoundContext`, whose
+``forward(t, x)`` calls ``field(t, x, context=context)``: trace estimators,
+regularizers and gradient strategies, which call ``field(t, x)``, pass it
+through unchanged. :func:`check_field_takes_context` checks, at the model's
+boundary, that a field given a context can take one.
 """
 
 from __future__ import annotations
@@ -24,10 +31,17 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from flowkit.errors import FlowkitError, PluginContractError
+from flowkit.errors import FlowkitError, InvalidInputError, PluginContractError
 from flowkit.interfaces import Regularizer, TraceEstimator
 
-__all__ = ["CNFDynamics", "FieldDynamics", "check_field_output", "check_field_signature"]
+__all__ = [
+    "BoundContext",
+    "CNFDynamics",
+    "FieldDynamics",
+    "check_field_output",
+    "check_field_signature",
+    "check_field_takes_context",
+]
 
 FIELD_CONTRACT = (
     "a vector field is an nn.Module whose forward(t, x) takes a 0-dim time tensor t and a "
@@ -86,6 +100,103 @@ def check_field_output(field: nn.Module, x: Tensor, out: object) -> Tensor:
     if out.dtype != x.dtype:
         raise _field_error(field, f"returned dtype {out.dtype} for x of dtype {x.dtype}")
     return out
+
+
+def _takes_context(method: object) -> bool:
+    """Whether ``method`` can be called with a ``context=`` keyword."""
+    try:
+        params = inspect.signature(method).parameters  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # builtins and C extensions: assume it can
+        return True
+    return "context" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )
+
+
+def check_field_takes_context(field: nn.Module) -> None:
+    """Check that ``field`` can be called as ``forward(t, x, context=...)``.
+
+    A field with a closed-form divergence must take the context there too
+    (``divergence(t, x, context=...)``).
+
+    Raises:
+        InvalidInputError: naming the field and how to make it conditional.
+    """
+    if not _takes_context(field.forward):
+        raise InvalidInputError(
+            f"A context was given, but the vector field {_field_name(field)} takes none: its "
+            "forward has no `context` parameter. Drop the context, or use a conditional field "
+            "(a built-in field with context_dim=c, or forward(t, x, context=None))."
+        )
+    if getattr(field, "has_divergence", False) and not _takes_context(field.divergence):
+        raise InvalidInputError(
+            f"A context was given, but the closed-form divergence of the vector field "
+            f"{_field_name(field)} takes none; give its divergence a `context` parameter "
+            "(divergence(t, x, context=None)), or drop the context."
+        )
+
+
+class BoundContext(nn.Module):
+    """A field with its context bound: ``forward(t, x) = field(t, x, context=context)``.
+
+    The context is a constant input of the solve (one row per sample of the
+    batch being solved, not differentiated with respect to ``x``), so trace
+    estimators and regularizers, which call ``field(t, x)``, need no change.
+    ``has_divergence`` is the field's; :meth:`divergence` and
+    :meth:`value_and_divergence` pass the context to the field's. The field's
+    parameters are this module's; the context is not a parameter: a gradient
+    strategy that should differentiate it is given it explicitly (see
+    :meth:`flowkit.CNF.pull_back`).
+
+    Arguments:
+        field: the conditional vector field.
+        context: the context, shape ``(batch, c)``.
+
+    Example:
+        >>> import torch
+        >>> from flowkit.plugins.vector_fields import LinearField
+        >>> field = LinearField(dim=2, context_dim=1, matrix=torch.zeros(2, 2),
+        ...                     context_matrix=torch.ones(2, 1))
+        >>> BoundContext(field, torch.tensor([[1.0], [2.0]]))(torch.tensor(0.0), torch.zeros(2, 2))
+        tensor([[1., 1.],
+                [2., 2.]], grad_fn=<AddBackward0>)
+    """
+
+    def __init__(self, field: nn.Module, context: Tensor) -> None:
+        super().__init__()
+        self.field = field
+        self.context = context
+        self.has_divergence = bool(getattr(field, "has_divergence", False))
+        name = getattr(field, "registry_name", None)
+        if name is not None:
+            self.registry_name = name
+        field_dim = getattr(field, "dim", None)
+        if field_dim is not None:
+            self.dim = field_dim
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        """``field(t, x, context=context)``."""
+        return self.field(t, x, context=self.context)  # type: ignore[no-any-return]
+
+    def divergence(self, t: Tensor, x: Tensor) -> Tensor:
+        """``field.divergence(t, x, context=context)``.
+
+        Raises:
+            TypeError: when the field has no closed-form divergence.
+        """
+        if not self.has_divergence:
+            raise TypeError(
+                f"The vector field {_field_name(self.field)} has no closed-form divergence "
+                "(has_divergence=False); use the 'exact' or 'hutchinson' trace estimator."
+            )
+        return self.field.divergence(t, x, context=self.context)  # type: ignore[no-any-return]
+
+    def value_and_divergence(self, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(f(t, x), tr(df/dx))`` with the context, in one pass when the field offers one."""
+        both = getattr(self.field, "value_and_divergence", None)
+        if callable(both) and _takes_context(both):
+            return both(t, x, context=self.context)  # type: ignore[no-any-return]
+        return self.forward(t, x), self.divergence(t, x)
 
 
 class FieldDynamics(nn.Module):

@@ -113,8 +113,9 @@ class MaximumLikelihood(Objective):
 
     ``loss = -mean log p(x) + sum_k w_k mean R_k(x)``, where ``log p`` and the
     penalties ``R_k`` of the model's regularizers come from one backward solve
-    (:meth:`flowkit.CNF.log_prob_and_regularization`). With ``steer > 0`` the
-    data time of that solve is ``t1 + steer (2u - 1)``, ``u ~ U[0, 1)`` drawn
+    (:meth:`flowkit.CNF.log_prob_and_regularization`). With a ``context`` (one
+    row per sample, for a conditional CNF) it is ``-mean log p(x | context)``.
+    With ``steer > 0`` the data time of that solve is ``t1 + steer (2u - 1)``, ``u ~ U[0, 1)`` drawn
     from ``generator`` (STEER). The trace estimator's probes come from the
     model's own generator (its ``seed``), not from ``generator``. This is the
     loss of :meth:`flowkit.train.Trainer.compute_loss`, value for value.
@@ -130,16 +131,16 @@ class MaximumLikelihood(Objective):
 
     Raises:
         ValueError, TypeError: for a negative or non-numeric weight or steer.
-        InvalidInputError: in :meth:`loss`, for a bad batch or any context
-            (conditional maximum likelihood needs a conditional CNF, which
-            flowkit does not have yet), for weights that do not match the
-            model's regularizers, or a steer too wide for the model's span.
+        InvalidInputError: in :meth:`loss`, for a bad batch or context (one row
+            per sample; :meth:`flowkit.CNF.check_context` says the rest), for
+            weights that do not match the model's regularizers, or a steer too
+            wide for the model's span.
         IncompatibleComponentsError: for a model without a trace estimator.
     """
 
     simulation_free: ClassVar[bool] = False
     requires_trace: ClassVar[bool] = True
-    accepts_context: ClassVar[bool] = False
+    accepts_context: ClassVar[bool] = True
 
     def __init__(
         self, *, regularizers: Mapping[str, float] | None = None, steer: float = 0.0
@@ -198,15 +199,10 @@ class MaximumLikelihood(Objective):
         model = _check_model(self, model)
         ensure_compatible(objective=self, field=model.field, trace=model.trace)
         batch = model.check_input(batch, "batch")
-        if context is not None:
-            raise InvalidInputError(
-                "maximum_likelihood got a context, but conditional maximum likelihood needs "
-                "a conditional CNF, which flowkit does not provide yet; drop the context, or "
-                "train a conditional field with the 'flow_matching' objective."
-            )
+        _check_context(context, batch)
         names, weights = self._weights(model, batch)
         t1 = self._end_time(model, generator)
-        logp, reg = model.log_prob_and_regularization(batch, t1=t1)
+        logp, reg = model.log_prob_and_regularization(batch, t1=t1, context=context)
         nll = -logp.mean()
         loss = nll
         metrics = {"nll": float(nll.detach())}

@@ -10,6 +10,11 @@ References:
     * the ``linear`` field has closed forms (``flowkit.testing.cnf_problems``):
       the log-density, and its gradient with respect to the matrix by autograd
       through ``torch.linalg.matrix_exp`` of the closed form;
+    * conditional: every combination with the ``linear`` field (the pairwise
+      cover holds each integrator, trace estimator and gradient strategy with
+      it) also runs as a conditional CNF whose shift depends on a context per
+      sample, against the closed-form conditional log-density, and its
+      gradient with respect to the context against autograd through it;
     * neural fields are checked against a reference combination on the same
       weights (``dopri5`` at 1e-10, ``exact`` trace, ``backprop``);
     * stochastic estimators: the batch holds copies of one point, each row
@@ -34,7 +39,11 @@ from torch import Tensor
 import flowkit
 from flowkit.registry import Combination
 from flowkit.testing import strategies as fst
-from flowkit.testing.cnf_problems import affine_log_prob
+from flowkit.testing.cnf_problems import (
+    affine_log_prob,
+    conditional_affine_field,
+    conditional_affine_log_prob,
+)
 from flowkit.testing.combinations import select_combinations
 from flowkit.testing.conformance import accuracy_options
 from flowkit.testing.tolerances import Tolerance, statistical_bound
@@ -198,6 +207,54 @@ def test_gradients(combo: Combination, problem) -> None:
     for g, w in zip(got, want, strict=True):
         error = float((g - w).abs().max()) if g.numel() else 0.0
         assert error <= bound * (1 + float(w.abs().max() if w.numel() else 0)), (error, bound)
+
+
+CONDITIONAL = [c for c in VALID if c.field.name == "linear"]
+
+
+@st.composite
+def conditional_problems(draw):
+    dim, matrix, x, t0, t1, seed = draw(problems())
+    width = draw(st.integers(min_value=1, max_value=2))
+    context_matrix = draw(fst.vectors((dim, width), bound=1.0))
+    context = draw(fst.vectors((x.shape[0], width), bound=1.5))
+    return matrix, context_matrix, x, context, t0, t1, seed
+
+
+@pytest.mark.parametrize("combo", CONDITIONAL, ids=lambda c: c.id)
+@settings(max_examples=EXAMPLES)
+@given(problem=conditional_problems())
+def test_conditional_log_density_and_context_gradient(combo: Combination, problem) -> None:
+    matrix, context_matrix, x, context, t0, t1, seed = problem
+    field = conditional_affine_field(matrix, context_matrix)
+    model = _model(combo, field, t0, t1, seed=seed)
+    context = context.clone().requires_grad_(True)
+    exact = conditional_affine_log_prob(x, context, matrix, context_matrix, t0=t0, t1=t1)
+    (want,) = torch.autograd.grad(exact.sum(), context)
+    span = abs(t1 - t0)
+    if not combo.trace.capabilities["stochastic"]:
+        z, delta, _ = model.pull_back(x, context=context)
+        got = model.base.log_prob(z) - delta
+        bound = _bound(combo, span, z.detach().pow(2).sum(-1))
+        assert ((got.detach() - exact.detach()).abs() <= bound).all(), (got - exact, bound)
+    else:  # copies of one point and its context, each row with its own probes
+        rows = REPLICAS
+        point = x[:1].expand(rows, -1).contiguous()
+        z, delta, _ = model.pull_back(point, context=context[:1].expand(rows, -1))
+        got = model.base.log_prob(z) - delta
+        std_error = float(got.detach().std()) / math.sqrt(rows)
+        bound = statistical_bound(std_error) + float(
+            _bound(combo, span, z[0].detach().pow(2).sum())
+        )
+        assert abs(float(got.detach().mean()) - float(exact.detach()[0])) <= bound
+        # the context enters z only, not the divergence: its gradient is deterministic
+        got = got / rows
+        want = want[:1]
+    (grad,) = torch.autograd.grad(got.sum(), context)
+    grad = grad[: want.shape[0]]
+    scale = torch.tensor(float(z.detach().pow(2).sum(-1).max()))
+    grad_bound = float(_bound(combo, span, scale)) * x.shape[0] * (1 + float(want.abs().max()))
+    assert float((grad - want).abs().max()) <= grad_bound, (grad, want, grad_bound)
 
 
 def test_every_removed_combination_really_raises() -> None:

@@ -5,7 +5,9 @@ log-density on the way. A subclass says how to flow (:meth:`FlowModel.pull_back`
 :meth:`FlowModel.push_forward`, :meth:`FlowModel.transform`,
 :meth:`FlowModel.inverse`) and how to draw base points; the density, sampling
 and regularization API is written here once, with the sign of the change of
-log-density in one place (GUIDE §1).
+log-density in one place (GUIDE §1). Every method takes an optional
+``context`` for conditional models (``(batch, c)``, or ``(c,)`` for the whole
+batch; ``None``: unconditional).
 """
 
 from __future__ import annotations
@@ -60,7 +62,12 @@ class FlowModel(nn.Module, metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def pull_back(
-        self, x: Tensor, *, t1: float | None = None, regularize: bool = False
+        self,
+        x: Tensor,
+        *,
+        t1: float | None = None,
+        regularize: bool = False,
+        context: Tensor | None = None,
     ) -> FlowResult:
         """Flow data ``x`` to the base: ``FlowResult(z, log p_base(z) - log p(x), penalties)``.
 
@@ -68,13 +75,16 @@ class FlowModel(nn.Module, metaclass=abc.ABCMeta):
             x: data, shape ``(batch, dim)``.
             t1: the data time for this call, for models that have one.
             regularize: also integrate the model's regularizers.
+            context: the context of a conditional model, ``(batch, c)`` or ``(c,)``.
 
         Raises:
             InvalidInputError: for a wrong shape, dtype or device, or NaN/Inf.
         """
 
     @abc.abstractmethod
-    def push_forward(self, z: Tensor, *, regularize: bool = False) -> FlowResult:
+    def push_forward(
+        self, z: Tensor, *, regularize: bool = False, context: Tensor | None = None
+    ) -> FlowResult:
         """Flow base points ``z`` to data: ``FlowResult(x, log p(x) - log p_base(z), penalties)``.
 
         Raises:
@@ -82,11 +92,11 @@ class FlowModel(nn.Module, metaclass=abc.ABCMeta):
         """
 
     @abc.abstractmethod
-    def transform(self, z: Tensor) -> Tensor:
+    def transform(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """Map base points ``z`` to data space (no density tracked)."""
 
     @abc.abstractmethod
-    def inverse(self, x: Tensor) -> Tensor:
+    def inverse(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Map data ``x`` to base space (no density tracked)."""
 
     @abc.abstractmethod
@@ -97,40 +107,43 @@ class FlowModel(nn.Module, metaclass=abc.ABCMeta):
             InvalidInputError: for ``n`` that is not a positive integer.
         """
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """The model's log-density at data ``x``, shape ``(batch,)``.
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """The model's log-density at data ``x`` (given ``context``), shape ``(batch,)``.
 
         Raises:
-            InvalidInputError: for a wrong shape, dtype or device, or NaN/Inf.
+            InvalidInputError: for a wrong shape, dtype or device, or NaN/Inf,
+                of ``x`` or the context.
         """
-        z, delta, _ = self.pull_back(x)
+        z, delta, _ = self.pull_back(x, context=context)
         return self.base.log_prob(z) - delta  # type: ignore[no-any-return]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Same as :meth:`log_prob`."""
-        return self.log_prob(x)
+        return self.log_prob(x, context)
 
     def log_prob_and_regularization(
-        self, x: Tensor, *, t1: float | None = None
+        self, x: Tensor, *, t1: float | None = None, context: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """Log-density and integrated penalties in one backward solve.
 
         Arguments:
             x: data, shape ``(batch, dim)``.
             t1: the data time for this call (STEER samples it per iteration).
+            context: the context of a conditional model, ``(batch, c)`` or ``(c,)``.
 
         Returns:
             ``(log_prob (batch,), penalties (batch, n_regularizers))``.
         """
-        z, delta, reg = self.pull_back(x, t1=t1, regularize=True)
+        z, delta, reg = self.pull_back(x, t1=t1, regularize=True, context=context)
         return self.base.log_prob(z) - delta, reg
 
-    def sample(self, n: int) -> Tensor:
-        """``n`` samples of the model, shape ``(n, dim)``."""
-        return self.transform(self.sample_base(n))
+    def sample(self, n: int, context: Tensor | None = None) -> Tensor:
+        """``n`` samples of the model, shape ``(n, dim)``, given ``context``
+        (``(n, c)``, one row per sample, or ``(c,)`` for all of them)."""
+        return self.transform(self.sample_base(n), context)
 
-    def sample_with_log_prob(self, n: int) -> tuple[Tensor, Tensor]:
+    def sample_with_log_prob(self, n: int, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``n`` samples and their log-densities from one forward solve."""
         z = self.sample_base(n)
-        x, delta, _ = self.push_forward(z)
+        x, delta, _ = self.push_forward(z, context=context)
         return x, self.base.log_prob(z) + delta

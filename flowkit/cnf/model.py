@@ -3,9 +3,16 @@
 A CNF maps base samples ``z`` at ``t0`` to data ``x`` at ``t1`` along
 ``dx/dt = f(t, x)``. :meth:`CNF.pull_back` integrates the augmented state
 ``(x, delta_logp)`` backward from ``t1`` to ``t0`` (GUIDE §1); sampling
-integrates forward. Every solve goes through :func:`flowkit.solve.solve` with
-the model's integrator and gradient strategy, resolved once, at construction:
-the CNF constructor is where names meet the registry.
+integrates forward. A conditional CNF takes a ``context`` in every method
+(``(batch, c)``, one row per sample, or ``(c,)``, the same for every sample):
+it is checked at this boundary (:meth:`CNF.check_context`) and bound into the
+field for each solve (:class:`flowkit.dynamics.BoundContext`), so every trace
+estimator, regularizer and gradient strategy passes it through unchanged; a
+context that requires grad receives its gradient from every strategy.
+
+Every solve goes through :func:`flowkit.solve.solve` with the model's
+integrator and gradient strategy, resolved once, at construction: the CNF
+constructor is where names meet the registry.
 
 Example:
     >>> import torch, flowkit
@@ -28,7 +35,13 @@ from torch import Tensor, nn
 from flowkit.cnf.base_density import StandardNormal
 from flowkit.cnf.flow_model import FlowModel, FlowResult, check_count
 from flowkit.compat import ensure_compatible
-from flowkit.dynamics import CNFDynamics, FieldDynamics, check_field_signature
+from flowkit.dynamics import (
+    BoundContext,
+    CNFDynamics,
+    FieldDynamics,
+    check_field_signature,
+    check_field_takes_context,
+)
 from flowkit.errors import InvalidInputError
 from flowkit.interfaces import GradientStrategy, Integrator, Regularizer, TraceEstimator
 from flowkit.registry import Registry, get_registry
@@ -92,6 +105,8 @@ class CNF(FlowModel):
         UnknownComponentError: for an unknown component name.
         TypeError: for unknown options, or options given with an instance.
         ValueError: for a bad ``dim`` or time span.
+        InvalidInputError: in the methods, for a bad batch or context (see
+            :meth:`check_input` and :meth:`check_context`).
         PluginContractError: for a field whose ``forward`` cannot be called as
             ``forward(t, x)``; later, when the field returns anything but a
             tensor of shape ``(batch, dim)`` in the points' dtype, or an
@@ -287,6 +302,90 @@ class CNF(FlowModel):
             )
         return x
 
+    def check_context(self, context: object, x: Tensor) -> Tensor | None:
+        """Validate a context for the batch ``x``: ``(batch, c)`` or ``(c,)``, broadcast.
+
+        ``None`` means unconditional (allowed unless the field is built
+        conditional, ``context_dim > 0``).
+
+        Returns:
+            ``None``, or the context of shape ``(batch, c)`` (a ``(c,)`` context
+            expanded, so that its gradient sums over the batch).
+
+        Raises:
+            InvalidInputError: for a field that takes no context, a conditional
+                field without one, a wrong shape, width, dtype or device, or
+                NaN/Inf, saying how to fix it.
+        """
+        name = getattr(self.field, "registry_name", None) or type(self.field).__name__
+        context_dim = getattr(self.field, "context_dim", None)
+        if context is None:
+            if isinstance(context_dim, int) and context_dim > 0:
+                raise InvalidInputError(
+                    f"The vector field {name!r} is conditional (context_dim={context_dim}): "
+                    f"pass context= with shape (batch, {context_dim}) or ({context_dim},)."
+                )
+            return None
+        if not isinstance(context, Tensor):
+            raise InvalidInputError(
+                f"context must be a torch.Tensor, got {type(context).__name__}."
+            )
+        if isinstance(context_dim, int) and context_dim == 0:
+            raise InvalidInputError(
+                f"A context was given, but the vector field {name!r} was built unconditional "
+                "(context_dim=0); build it with context_dim=c (the context's width), or drop "
+                "the context."
+            )
+        check_field_takes_context(self.field)
+        batch = x.shape[0]
+        if context.dim() == 1 and context.shape[0] >= 1:
+            context = context.expand(batch, context.shape[0])
+        if context.dim() != 2 or context.shape[0] != batch or context.shape[1] == 0:
+            raise InvalidInputError(
+                f"context must have shape (batch, c) with one row per sample ({batch} rows) "
+                f"or (c,) for the whole batch, got {tuple(context.shape)}."
+            )
+        if isinstance(context_dim, int) and context.shape[1] != context_dim:
+            raise InvalidInputError(
+                f"context has width {context.shape[1]}, but the vector field {name!r} was "
+                f"built with context_dim={context_dim}."
+            )
+        if context.dtype != x.dtype:
+            hint = (
+                " (for class labels, flowkit.data.one_hot(labels, n_classes) makes a context)"
+                if not context.is_floating_point()
+                else ""
+            )
+            raise InvalidInputError(
+                f"context has dtype {context.dtype}, but the points have dtype {x.dtype}; "
+                f"convert with context.to({x.dtype}){hint}."
+            )
+        if context.device != x.device:
+            raise InvalidInputError(
+                f"context is on {context.device} but the points are on {x.device}; "
+                f"move it with context.to('{x.device}')."
+            )
+        bad = ~torch.isfinite(context).all(dim=1)
+        if bool(bad.any()):
+            rows = bad.nonzero().flatten()[:5].tolist()
+            raise InvalidInputError(
+                f"context contains NaN or Inf in {int(bad.sum())} row(s) (e.g. rows {rows}); "
+                "remove or impute them before calling the model."
+            )
+        return context
+
+    def _bind(self, context: Tensor | None) -> nn.Module:
+        """The field with ``context`` bound (the field itself when unconditional)."""
+        return self.field if context is None else BoundContext(self.field, context)
+
+    @staticmethod
+    def _params(dynamics: nn.Module, context: Tensor | None) -> list[Tensor] | None:
+        """The tensors a gradient strategy differentiates: the dynamics' parameters, and
+        the context when it requires grad (``None``: the strategy's default)."""
+        if context is None or not context.requires_grad:
+            return None
+        return [*dynamics.parameters(), context]
+
     # -- solves ----------------------------------------------------------------
     def _times(self, start: float, end: float, like: Tensor) -> Tensor:
         # At least float32: half precision cannot hold times such as 0.1 (see flowkit.solve).
@@ -295,10 +394,17 @@ class CNF(FlowModel):
         return torch.tensor([start, end], dtype=dtype, device=like.device)
 
     def _flow(
-        self, y: Tensor, start: float, end: float, *, logp: Tensor | None, regularize: bool
+        self,
+        y: Tensor,
+        start: float,
+        end: float,
+        *,
+        logp: Tensor | None,
+        regularize: bool,
+        context: Tensor | None = None,
     ) -> FlowResult:
         regularizers = self.regularizers if regularize else ()
-        dynamics = CNFDynamics(self.field, self.trace, regularizers)
+        dynamics = CNFDynamics(self._bind(context), self.trace, regularizers)
         dynamics.prepare(y, self._generator(y.device))
         solution = solve(
             dynamics,
@@ -306,6 +412,7 @@ class CNF(FlowModel):
             self._times(start, end, y),
             integrator=self.integrator,
             gradient=self.gradient,
+            params=self._params(dynamics, context),
         )
         self._last_stats = solution.stats
         out = solution.final
@@ -319,7 +426,12 @@ class CNF(FlowModel):
         return FlowResult(out[0], out[1], reg)
 
     def pull_back(
-        self, x: Tensor, *, t1: float | None = None, regularize: bool = False
+        self,
+        x: Tensor,
+        *,
+        t1: float | None = None,
+        regularize: bool = False,
+        context: Tensor | None = None,
     ) -> FlowResult:
         """Flow data ``x`` from ``t1`` back to ``t0`` with the change of log-density.
 
@@ -328,30 +440,39 @@ class CNF(FlowModel):
             t1: the data time for this call (default: the model's ``t1``); a
                 random ``t1`` per iteration is STEER's regularization.
             regularize: also integrate the model's regularizers.
+            context: the context, ``(batch, c)`` or ``(c,)`` (see :meth:`check_context`).
 
         Returns:
             ``FlowResult(z, log p_t0(z) - log p_t1(x), penalties)``.
         """
         x = self.check_input(x)
+        ctx = self.check_context(context, x)
         end = self.t1 if t1 is None else check_time(t1, "t1")
-        return self._flow(x, end, self.t0, logp=None, regularize=regularize)
+        return self._flow(x, end, self.t0, logp=None, regularize=regularize, context=ctx)
 
-    def push_forward(self, z: Tensor, *, regularize: bool = False) -> FlowResult:
+    def push_forward(
+        self, z: Tensor, *, regularize: bool = False, context: Tensor | None = None
+    ) -> FlowResult:
         """Flow base points ``z`` from ``t0`` to ``t1`` with the change of log-density.
 
         Returns:
             ``FlowResult(x, log p_t1(x) - log p_t0(z), penalties)``.
         """
         z = self.check_input(z, "z")
-        return self._flow(z, self.t0, self.t1, logp=None, regularize=regularize)
+        ctx = self.check_context(context, z)
+        return self._flow(z, self.t0, self.t1, logp=None, regularize=regularize, context=ctx)
 
-    def _solve_field(self, y: Tensor, start: float, end: float) -> Tensor:
+    def _solve_field(
+        self, y: Tensor, start: float, end: float, context: Tensor | None = None
+    ) -> Tensor:
+        dynamics = FieldDynamics(self._bind(context))
         solution = solve(
-            FieldDynamics(self.field),
+            dynamics,
             y,
             self._times(start, end, y),
             integrator=self.integrator,
             gradient=self.gradient,
+            params=self._params(dynamics, context),
         )
         self._last_stats = solution.stats
         return solution.final  # type: ignore[return-value]
@@ -366,13 +487,15 @@ class CNF(FlowModel):
             )
         return self.base.sample((n,)).to(dtype=dtype, device=device)  # type: ignore[no-any-return]
 
-    def transform(self, z: Tensor) -> Tensor:
+    def transform(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """Map base points ``z`` (at ``t0``) to data space (at ``t1``)."""
-        return self._solve_field(self.check_input(z, "z"), self.t0, self.t1)
+        z = self.check_input(z, "z")
+        return self._solve_field(z, self.t0, self.t1, self.check_context(context, z))
 
-    def inverse(self, x: Tensor) -> Tensor:
+    def inverse(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Map data ``x`` (at ``t1``) to base space (at ``t0``)."""
-        return self._solve_field(self.check_input(x), self.t1, self.t0)
+        x = self.check_input(x)
+        return self._solve_field(x, self.t1, self.t0, self.check_context(context, x))
 
     def extra_repr(self) -> str:
         names = [

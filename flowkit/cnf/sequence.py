@@ -20,7 +20,8 @@ class CNFSequence(FlowModel):
 
     ``log p(x) = log p_base(z) - sum_k delta_k``, with each block contributing
     its change of log-density. The blocks' own bases are not used. The
-    density and sampling API is :class:`~flowkit.cnf.flow_model.FlowModel`'s.
+    density and sampling API is :class:`~flowkit.cnf.flow_model.FlowModel`'s;
+    a ``context`` reaches every block unchanged.
 
     Arguments:
         blocks: the CNF blocks, applied to base samples in order; all of one ``dim``.
@@ -64,7 +65,12 @@ class CNFSequence(FlowModel):
         return self.blocks[-1].check_input(x, what)  # type: ignore[no-any-return]
 
     def pull_back(
-        self, x: Tensor, *, t1: float | None = None, regularize: bool = False
+        self,
+        x: Tensor,
+        *,
+        t1: float | None = None,
+        regularize: bool = False,
+        context: Tensor | None = None,
     ) -> FlowResult:
         """Flow data through every block back to the base, summing the changes of log-density.
 
@@ -80,32 +86,34 @@ class CNFSequence(FlowModel):
         total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         regs = []
         for block in reversed(self.blocks):
-            x, delta, reg = block.pull_back(x, regularize=regularize)
+            x, delta, reg = block.pull_back(x, regularize=regularize, context=context)
             total = total + delta
             regs.insert(0, reg)
         return FlowResult(x, total, torch.cat(regs, dim=1))
 
-    def push_forward(self, z: Tensor, *, regularize: bool = False) -> FlowResult:
+    def push_forward(
+        self, z: Tensor, *, regularize: bool = False, context: Tensor | None = None
+    ) -> FlowResult:
         """Flow base points through every block, summing the changes of log-density."""
         z = self.check_input(z, "z")
         total = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
         regs = []
         for block in self.blocks:
-            z, delta, reg = block.push_forward(z, regularize=regularize)
+            z, delta, reg = block.push_forward(z, regularize=regularize, context=context)
             total = total + delta
             regs.append(reg)
         return FlowResult(z, total, torch.cat(regs, dim=1))
 
-    def transform(self, z: Tensor) -> Tensor:
+    def transform(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """Map base points through every block."""
         for block in self.blocks:
-            z = block.transform(z)
+            z = block.transform(z, context)
         return z
 
-    def inverse(self, x: Tensor) -> Tensor:
+    def inverse(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Map data back through every block."""
         for block in reversed(self.blocks):
-            x = block.inverse(x)
+            x = block.inverse(x, context)
         return x
 
     def sample_base(self, n: int) -> Tensor:

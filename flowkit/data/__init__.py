@@ -6,18 +6,20 @@ a user's ``.npy``/``.csv`` file is validated before training starts
 (:mod:`flowkit.data.files`).
 """
 
-from flowkit.data.datasets import BUILTIN_DATASETS, DataSplits, load_dataset
+from flowkit.data.datasets import BUILTIN_DATASETS, DataSplits, load_dataset, one_hot
 from flowkit.data.files import check_array, load_array
 from flowkit.data.sampler import BatchSampler
-from flowkit.data.toy import TOY_DATASETS, sample_toy
+from flowkit.data.toy import TOY_CLASSES, TOY_DATASETS, sample_toy
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "TOY_CLASSES",
     "TOY_DATASETS",
     "BatchSampler",
     "DataSplits",
     "check_array",
     "load_array",
     "load_dataset",
+    "one_hot",
     "sample_toy",
 ]

@@ -3,7 +3,9 @@
 :func:`load_dataset` turns a name (or a file path) into a :class:`DataSplits`
 of training, validation and test tensors in *model space*, together with what
 is needed to report a likelihood in the data's own units (``nll_offset``) and,
-for images, bits per dimension.
+for images, bits per dimension. With ``labels=True`` the splits carry class
+labels too (the toy densities' mixture parts, the digits' 0-9), and
+:func:`one_hot` turns labels into the context of a conditional CNF.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 from torch import Tensor
 
 from flowkit.data.files import SUPPORTED_SUFFIXES, load_array
-from flowkit.data.toy import TOY_DATASETS, sample_toy
+from flowkit.data.toy import TOY_CLASSES, TOY_DATASETS, sample_toy
 from flowkit.errors import FlowkitError, InvalidInputError
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "DataSplits",
     "MissingDataDependencyError",
     "load_dataset",
+    "one_hot",
 ]
 
 DIGITS_LEVELS = 17
@@ -37,6 +40,39 @@ DIGITS_SCALE = 4.0
 
 BUILTIN_DATASETS: tuple[str, ...] = (*TOY_DATASETS, "digits")
 """Every built-in data set name."""
+
+
+def one_hot(labels: Tensor, n_classes: int, *, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Class labels as one-hot rows, the context of a conditional CNF.
+
+    Arguments:
+        labels: integer class indices, shape ``(batch,)``.
+        n_classes: the number of classes (the context's width).
+        dtype: of the returned context (the model's dtype).
+
+    Returns:
+        A tensor of shape ``(batch, n_classes)`` on ``labels``' device.
+
+    Raises:
+        InvalidInputError: for labels that are not a 1-D integer tensor, a
+            non-positive ``n_classes``, or a label outside ``[0, n_classes)``.
+    """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
+        raise InvalidInputError(f"n_classes must be a positive integer, got {n_classes!r}.")
+    if not isinstance(labels, Tensor) or labels.dim() != 1:
+        got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise InvalidInputError(f"labels must be a 1-D tensor of class indices, got {got}.")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise InvalidInputError(
+            f"labels must be integer class indices, got dtype {labels.dtype}; "
+            "convert with labels.long()."
+        )
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+        raise InvalidInputError(
+            f"labels must lie in [0, {n_classes}), got values from {int(labels.min())} "
+            f"to {int(labels.max())}; pass the right n_classes."
+        )
+    return torch.nn.functional.one_hot(labels.long(), n_classes).to(dtype)
 
 
 class MissingDataDependencyError(FlowkitError, ImportError):
@@ -60,6 +96,9 @@ class DataSplits:
         train_levels: the integer pixel values of the training split when
             ``levels`` is set.
         mean, std: the standardisation applied to user data (model = (x - mean) / std).
+        train_labels, val_labels, test_labels: int64 class labels of the splits,
+            shape ``(n,)``, when loaded with ``labels=True``, else ``None``.
+        n_classes: the number of classes when labels are loaded, else ``None``.
     """
 
     name: str
@@ -73,6 +112,10 @@ class DataSplits:
     mean: Tensor | None = None
     std: Tensor | None = None
     extra: dict[str, float] = field(default_factory=dict)
+    train_labels: Tensor | None = None
+    val_labels: Tensor | None = None
+    test_labels: Tensor | None = None
+    n_classes: int | None = None
 
     @property
     def dim(self) -> int:
@@ -104,6 +147,9 @@ class DataSplits:
         if self.mean is not None and self.std is not None:
             return x * self.std.to(x) + self.mean.to(x)
         return x
+
+
+_LABEL_ATTRS = ("train_labels", "val_labels", "test_labels")
 
 
 def _digits_to_model(dequantised: Tensor, levels: int) -> Tensor:
@@ -176,7 +222,7 @@ def _check_range(
 
 
 def _load_digits(
-    seed: int, val_fraction: float, test_fraction: float, dtype: torch.dtype
+    seed: int, val_fraction: float, test_fraction: float, dtype: torch.dtype, labels: bool
 ) -> DataSplits:
     try:
         from sklearn.datasets import load_digits
@@ -185,8 +231,12 @@ def _load_digits(
             "The 'digits' data set ships with scikit-learn; install it with "
             "`pip install scikit-learn` (or `pip install flowkit[data]`)."
         ) from exc
-    pixels = torch.from_numpy(load_digits().data.astype(np.float64))  # (1797, 64), 0..16
+    bunch = load_digits()
+    pixels = torch.from_numpy(bunch.data.astype(np.float64))  # (1797, 64), 0..16
     train, val, test = _split(pixels, seed, val_fraction, test_fraction)
+    # the labels split with the same seed, hence the same permutation as the pixels
+    classes = torch.from_numpy(bunch.target.astype(np.int64))
+    split_labels = _split(classes, seed, val_fraction, test_fraction)
     g = torch.Generator().manual_seed(seed + 1)
 
     def fixed(raw: Tensor) -> Tensor:  # held-out splits: dequantised once, reproducibly
@@ -194,6 +244,7 @@ def _load_digits(
         return _digits_to_model(raw + noise, DIGITS_LEVELS).to(dtype)
 
     dim = pixels.shape[1]
+    train_labels, val_labels, test_labels = split_labels if labels else (None, None, None)
     return DataSplits(
         name="digits",
         train=fixed(train),
@@ -204,6 +255,10 @@ def _load_digits(
         image_shape=(8, 8),
         levels=DIGITS_LEVELS,
         train_levels=train,
+        train_labels=train_labels,
+        val_labels=val_labels,
+        test_labels=test_labels,
+        n_classes=10 if labels else None,
     )
 
 
@@ -219,6 +274,7 @@ def load_dataset(
     standardize: bool = True,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
+    labels: bool = False,
 ) -> DataSplits:
     """Load or generate a data set and split it with a seed.
 
@@ -233,31 +289,47 @@ def load_dataset(
             variance using the training split (``nll_offset`` records the
             log-determinant so NLLs are reported in the file's units).
         dtype, device: of the returned tensors.
+        labels: also load class labels (``train_labels`` etc. and ``n_classes``):
+            the mixture part for the labelled toy densities (see
+            :mod:`flowkit.data.toy`), the digit 0-9 for ``digits``; the points
+            are the same as without.
 
     Returns:
         The :class:`DataSplits`.
 
     Raises:
         InvalidInputError: bad file contents (see :func:`~flowkit.data.files.load_array`),
-            or an unknown name that is not a file.
+            or an unknown name that is not a file, or ``labels`` for a data
+            set without labels (files, ``swissroll``).
             Also non-positive sizes or fractions outside (0, 1) (it derives from
             ValueError).
     """
     key = str(name)
+    if labels and key not in TOY_CLASSES and key != "digits":
+        labelled = ", ".join((*TOY_CLASSES, "digits"))
+        raise InvalidInputError(
+            f"The data set {key!r} has no class labels; labelled ones: {labelled}."
+        )
     if key in TOY_DATASETS:
         sizes = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
         for label, size in sizes.items():
             if size <= 0:
                 raise InvalidInputError(f"{label} must be positive, got {size}.")
-        points = sample_toy(key, n_train + n_val + n_test, seed=seed, dtype=dtype)
+        drawn = sample_toy(key, n_train + n_val + n_test, seed=seed, dtype=dtype, labels=labels)
+        points, classes = drawn if isinstance(drawn, tuple) else (drawn, None)
         splits = DataSplits(
             key,
             points[:n_train],
             points[n_train : n_train + n_val],
             points[n_train + n_val :],
         )
+        if classes is not None:
+            splits.train_labels = classes[:n_train]
+            splits.val_labels = classes[n_train : n_train + n_val]
+            splits.test_labels = classes[n_train + n_val :]
+            splits.n_classes = TOY_CLASSES[key]
     elif key == "digits":
-        splits = _load_digits(seed, val_fraction, test_fraction, dtype)
+        splits = _load_digits(seed, val_fraction, test_fraction, dtype, labels)
     elif Path(key).suffix.lower() in SUPPORTED_SUFFIXES:
         values = torch.from_numpy(load_array(key, min_samples=3))
         train, val, test = _split(values, seed, val_fraction, test_fraction)
@@ -281,7 +353,7 @@ def load_dataset(
             f"and not a {' or '.join(SUPPORTED_SUFFIXES)} file path."
         )
     if device is not None:
-        for attr in ("train", "val", "test", "train_levels"):
+        for attr in ("train", "val", "test", "train_levels", *_LABEL_ATTRS):
             value = getattr(splits, attr)
             if value is not None:
                 setattr(splits, attr, value.to(device))

@@ -25,6 +25,17 @@ class VectorField(nn.Module, ABC):
         * A field that knows its divergence ``tr(df/dx)`` in closed form sets
           ``has_divergence = True`` and implements :meth:`divergence`, returning
           shape ``(batch,)``.
+        * Optional context: a conditional field takes a keyword argument
+          ``context`` (``forward(t, x, context=None)``; ``divergence`` too when
+          it has one), a tensor of shape ``(batch, c)`` with one row per sample.
+          Rows stay independent given their context: row ``b`` of the output
+          depends on row ``b`` of ``x`` and of the context only. The context is
+          a constant input of the solve, not differentiated with respect to
+          ``x``. A conditional CNF binds it into the field
+          (:class:`flowkit.dynamics.BoundContext`), so trace estimators and
+          regularizers call ``field(t, x)`` as ever. Fields whose ``forward``
+          has no ``context`` parameter keep working, unconditionally; giving
+          them a context raises at the model's boundary.
 
     Capabilities (class attributes):
         has_divergence: whether :meth:`divergence` is available.
@@ -40,8 +51,8 @@ class VectorField(nn.Module, ABC):
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
         """Evaluate ``f(t, x)`` for a batch ``x`` of shape ``(batch, dim)``."""
 
-    def divergence(self, t: Tensor, x: Tensor) -> Tensor:
-        """The exact divergence ``tr(df/dx)(t, x)``, shape ``(batch,)``.
+    def divergence(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """The exact divergence ``tr(df/dx)(t, x)`` (given ``context``), shape ``(batch,)``.
 
         Raises:
             FlowkitError: if the field does not know its divergence in closed

@@ -8,7 +8,12 @@ import torch
 from flowkit.plugins.vector_fields.activations import (
     make_activation,
 )
-from flowkit.plugins.vector_fields.common import check_dim, check_widths
+from flowkit.plugins.vector_fields.common import (
+    check_context,
+    check_context_dim,
+    check_dim,
+    check_widths,
+)
 from torch import Tensor, nn
 
 from flowkit.interfaces import VectorField
@@ -45,26 +50,36 @@ class ConcatSquashField(VectorField):
         dim: the dimension of ``x``.
         hidden: widths of the hidden layers.
         activation: the name of the activation between layers.
+        context_dim: the width of the context (0: unconditional); a context is
+            concatenated to ``x`` at the input of the first layer.
 
     References:
         Grathwohl et al., "FFJORD", ICLR 2019.
     """
 
     def __init__(
-        self, *, dim: int, hidden: Sequence[int] = (64, 64, 64), activation: str = "tanh"
+        self,
+        *,
+        dim: int,
+        hidden: Sequence[int] = (64, 64, 64),
+        activation: str = "tanh",
+        context_dim: int = 0,
     ) -> None:
         super().__init__()
         self.dim = check_dim(dim)
+        self.context_dim = check_context_dim(context_dim)
         widths = (*check_widths(hidden), self.dim)
-        fan_ins = (self.dim, *widths[:-1])
+        fan_ins = (self.dim + self.context_dim, *widths[:-1])
         self.layers = nn.ModuleList(
             ConcatSquashLinear(a, b) for a, b in zip(fan_ins, widths, strict=True)
         )
         self.activations = nn.ModuleList(make_activation(activation) for _ in widths[:-1])
 
-    def forward(self, t: Tensor, x: Tensor) -> Tensor:
-        """``f(t, x)`` for ``x`` of shape ``(batch, dim)``."""
-        h = x
+    def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """``f(t, x)`` (given ``context``, shape ``(batch, context_dim)``) for ``x`` of
+        shape ``(batch, dim)``."""
+        context = check_context(self, x, context)
+        h = x if context is None else torch.cat([x, context], dim=1)
         for i, layer in enumerate(self.layers):
             h = layer(t, h)
             if i < len(self.activations):

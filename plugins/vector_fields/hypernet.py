@@ -8,7 +8,12 @@ import torch
 from flowkit.plugins.vector_fields.activations import (
     make_activation,
 )
-from flowkit.plugins.vector_fields.common import check_dim, check_widths
+from flowkit.plugins.vector_fields.common import (
+    check_context,
+    check_context_dim,
+    check_dim,
+    check_widths,
+)
 from torch import Tensor, nn
 
 from flowkit.interfaces import VectorField
@@ -28,6 +33,9 @@ class HyperNetField(VectorField):
         width: the number of hidden units of the produced layer.
         hyper_hidden: widths of the hypernetwork's hidden layers.
         activation: the activation of the produced layer and of the hypernetwork.
+        context_dim: the width of the context (0: unconditional); a context is
+            concatenated to the hypernetwork's time input, so each sample gets
+            the layer of its own context.
 
     References:
         Ha, Dai and Le, "HyperNetworks", ICLR 2017; Chen et al., "Neural Ordinary
@@ -41,12 +49,14 @@ class HyperNetField(VectorField):
         width: int = 64,
         hyper_hidden: Sequence[int] = (32, 32),
         activation: str = "tanh",
+        context_dim: int = 0,
     ) -> None:
         super().__init__()
         self.dim = check_dim(dim)
+        self.context_dim = check_context_dim(context_dim)
         (self.width,) = check_widths(width, "width")
         layers: list[nn.Module] = []
-        fan_in = 1
+        fan_in = 1 + self.context_dim
         for w in check_widths(hyper_hidden, "hyper_hidden"):
             layers += [nn.Linear(fan_in, w), make_activation(activation)]
             fan_in = w
@@ -54,13 +64,24 @@ class HyperNetField(VectorField):
         self.hyper = nn.Sequential(*layers)
         self.act = make_activation(activation)
 
-    def forward(self, t: Tensor, x: Tensor) -> Tensor:
-        """``f(t, x)`` for ``x`` of shape ``(batch, dim)``."""
+    def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """``f(t, x)`` (given ``context``, shape ``(batch, context_dim)``) for ``x`` of
+        shape ``(batch, dim)``."""
+        context = check_context(self, x, context)
         tt = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(1, 1)
-        params = self.hyper(tt).reshape(-1)
         n = self.width * self.dim
-        w = params[:n].reshape(self.width, self.dim)
-        u = params[n : 2 * n].reshape(self.width, self.dim)
-        g = params[2 * n : 3 * n].reshape(self.width, self.dim)
-        b = params[3 * n :]
-        return self.act(x @ w.T + b) @ (u * torch.sigmoid(g))
+        if context is None:
+            params = self.hyper(tt).reshape(-1)
+            w = params[:n].reshape(self.width, self.dim)
+            u = params[n : 2 * n].reshape(self.width, self.dim)
+            g = params[2 * n : 3 * n].reshape(self.width, self.dim)
+            b = params[3 * n :]
+            return self.act(x @ w.T + b) @ (u * torch.sigmoid(g))
+        # one produced layer per sample, from [t, context]
+        rows = self.hyper(torch.cat([tt.expand(x.shape[0], 1), context], dim=1))
+        w = rows[:, :n].reshape(-1, self.width, self.dim)
+        u = rows[:, n : 2 * n].reshape(-1, self.width, self.dim)
+        g = rows[:, 2 * n : 3 * n].reshape(-1, self.width, self.dim)
+        b = rows[:, 3 * n :]
+        h = self.act(torch.einsum("bd,bwd->bw", x, w) + b)
+        return torch.einsum("bw,bwd->bd", h, u * torch.sigmoid(g))
