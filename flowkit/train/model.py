@@ -70,6 +70,9 @@ def _component_options(config: TrainConfig) -> list[tuple[str, str, dict[str, An
     for reg in config.regularizers:
         options = config.regularizer_options.get(reg, {})
         entries.append(("regularizer", reg, options, f"regularizer_options.{reg}"))
+    for index, (objective, options, _) in enumerate(config.stages()):
+        key = f"schedule.{index}" if config.schedule else "objective_options"
+        entries.append(("objective", objective, options, key))
     return entries
 
 
@@ -101,6 +104,12 @@ def check_components(config: TrainConfig) -> None:
             close = difflib.get_close_matches(option, valid, n=1, cutoff=0.6)
             parts.append(repr(option) + (f" (did you mean {close[0]!r}?)" if close else ""))
         table = key.split(".")[0]
+        if table == "schedule":
+            raise ConfigError(
+                f"Unknown option(s) {', '.join(parts)} for objective {spec.name!r} in stage "
+                f"{int(key.split('.')[1]) + 1} of the schedule; valid options: "
+                f"{', '.join(valid) or '(none)'}. Fix objective_options of that stage."
+            )
         raise ConfigError(
             f"Unknown option(s) {', '.join(parts)} for {kind_info(kind).label} {spec.name!r} "
             f"in {table}; valid options: {', '.join(valid) or '(none)'}. Fix "
