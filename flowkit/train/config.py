@@ -276,6 +276,11 @@ class TrainConfig:
             self.iterations = sum(int(s["iterations"]) for s in stages)
         for objective, options, _ in self.stages():
             _check_objective_options(objective, options)
+            if self.nproc > 1 and not is_maximum_likelihood(objective):
+                raise ConfigError(
+                    f"Only maximum_likelihood trains with several processes, not {objective!r}; "
+                    "use --nproc 1."
+                )
 
     # -- conversion ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
