@@ -11,10 +11,10 @@ import torch
 from typer.testing import CliRunner
 
 from flowkit.cli.app import app, attach_subcommands
-from flowkit.errors import UnknownComponentError
+from flowkit.errors import IncompatibleComponentsError, UnknownComponentError
 from flowkit.train import ConfigError, TrainConfig, Trainer, dump_toml, load_checkpoint, train
 from flowkit.train.config import load_toml, parse_schedule
-from flowkit.train.model import check_components
+from flowkit.train.model import EXACT_TRACE_MAX_DIM, check_components, eval_trace, model_trace
 
 TINY: dict[str, Any] = {
     "n_train": 256,
@@ -264,3 +264,42 @@ def test_cli_schedule_and_its_errors(tmp_path: Path) -> None:
         runner.invoke(app, [*base, "--objective", "fm", "--objective-options", "sigm=0.1"]),
         "did you mean 'sigma'",
     )
+
+
+# -- the evaluation trace -----------------------------------------------------------------
+def test_eval_trace_auto_is_the_training_trace_for_maximum_likelihood() -> None:
+    config = TrainConfig(**TINY, trace="hutchinson")
+    assert eval_trace(config, 2) == "hutchinson" and eval_trace(config, 100) == "hutchinson"
+    assert eval_trace(config.replace(eval_trace="exact"), 2) == "exact"
+
+
+def test_eval_trace_auto_for_a_flow_matching_field_without_a_divergence() -> None:
+    config = TrainConfig(**{**TINY, "field_options": {}}, objective="fm", field="concatsquash")
+    assert model_trace(config, 2) == "exact" and eval_trace(config, 2) == "exact"
+    assert eval_trace(config, EXACT_TRACE_MAX_DIM) == "exact"
+    assert eval_trace(config, EXACT_TRACE_MAX_DIM + 1) == "hutchinson"
+    # the field takes the configured trace: it is kept
+    assert eval_trace(config.replace(field="mlp", field_options={}), 40) == "analytic"
+
+
+def test_flow_matching_trains_a_field_without_a_divergence_without_choosing_a_trace(
+    tmp_path: Path,
+) -> None:
+    config = TrainConfig(
+        **{**TINY, "field_options": {"hidden": [8]}, "iterations": 4},
+        objective="fm",
+        field="concatsquash",
+    )
+    with pytest.raises(IncompatibleComponentsError, match="closed-form divergence"):
+        Trainer(config.replace(objective="maximum_likelihood"), run_dir=tmp_path, write=False)
+    result = train(config, run_dir=tmp_path / "run")
+    assert torch.isfinite(torch.tensor(result.test_nll))
+    exact = train(config.replace(eval_trace="exact"), run_dir=tmp_path / "exact")
+    assert exact.test_nll == result.test_nll  # auto chose exact
+    hutch = train(config.replace(eval_trace="hutchinson"), run_dir=tmp_path / "hutch")
+    assert hutch.test_nll != result.test_nll  # the option reaches validation and test
+
+
+def test_unknown_eval_trace_is_refused_before_training() -> None:
+    with pytest.raises(UnknownComponentError, match="exact"):
+        check_components(TrainConfig(**TINY, eval_trace="exakt"))

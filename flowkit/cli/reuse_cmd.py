@@ -89,7 +89,9 @@ def evaluate_command(
         None, "--integrator-options", help=_OPTIONS_HELP
     ),
     trace: Optional[str] = typer.Option(  # noqa: UP045
-        None, "--trace", help="Trace estimator (registered name; default: the run's)."
+        None,
+        "--trace",
+        help="Trace estimator (registered name; default: the run's evaluation trace).",
     ),
     split: str = typer.Option("test", "--split", help="Held-out split: test or val."),
     batch_size: Optional[int] = typer.Option(  # noqa: UP045

@@ -171,6 +171,14 @@ class TrainConfig:
         default_factory=lambda: {"rtol": 1e-5, "atol": 1e-5},
         metadata=_meta("optim", "Evaluation-integrator options, KEY=VALUE (TOML values)."),
     )
+    eval_trace: str = _opt(
+        "optim",
+        "Trace estimator of validation, test and density plots (registered name), or auto: "
+        "the training trace; for a run trained only by simulation-free objectives (flow "
+        "matching), whose training needs no trace, the training trace when the field takes "
+        "it, else exact up to 16 dimensions and hutchinson above.",
+        "auto",
+    )
     # -- output ---------------------------------------------------------------------
     out_dir: str | None = _opt("output", "Run directory (default runs/<timestamp>).", None)
     log_format: Literal["csv", "jsonl"] = _opt("output", "Metrics log: csv or jsonl.", "csv")

@@ -33,7 +33,7 @@ from flowkit.cnf import CNF
 from flowkit.data import DataSplits, load_dataset
 from flowkit.train.checkpoint import CheckpointError, load_checkpoint
 from flowkit.train.config import ConfigError, TrainConfig, load_toml
-from flowkit.train.model import build_model, resolve_dtype
+from flowkit.train.model import build_model, eval_trace, model_trace, resolve_dtype
 from flowkit.train.rundir import CHECKPOINT_NAME, CONFIG_NAME, RunDirError
 
 __all__ = ["Evaluation", "SavedRun", "evaluate_run", "load", "load_run", "sample_run"]
@@ -153,15 +153,20 @@ def load(
 
 
 def _eval_model(
-    model: CNF, integrator: str, integrator_options: dict[str, Any], trace: str | None
+    run: SavedRun, integrator: str, integrator_options: dict[str, Any], trace: str | None
 ) -> CNF:
     from flowkit.train.model import _option_values
 
+    model = run.model
+    chosen: Any = trace
+    if trace is None:  # the run's evaluation trace: its own instance when it is the model's
+        name = eval_trace(run.config, model.dim)
+        chosen = model.trace if name == model_trace(run.config, model.dim) else name
     with _option_values("evaluation model"):
         return CNF(
             model.field,
             integrator,
-            trace if trace is not None else model.trace,
+            chosen,
             "backprop",
             dim=model.dim,
             t0=float(model.t0),
@@ -192,7 +197,7 @@ def sample_run(
     if integrator is None:
         integrator = c.eval_integrator
         integrator_options = dict(c.eval_integrator_options, **(integrator_options or {}))
-    model = _eval_model(run.model, integrator, integrator_options or {}, None)
+    model = _eval_model(run, integrator, integrator_options or {}, None)
     model.eval()
     torch.manual_seed(seed)
     with torch.no_grad():
@@ -235,7 +240,7 @@ def evaluate_run(
     """Mean NLL of a held-out split under any integrator and trace estimator.
 
     Defaults: the run's evaluation integrator (with its options, updated by
-    ``integrator_options``), the run's trace estimator, its evaluation batch
+    ``integrator_options``), the run's evaluation trace estimator, its evaluation batch
     size and its evaluation seed (``seed + 5``, as during training), so that
     with no choices given the result is the run's own ``test_nll``.
 
@@ -251,7 +256,7 @@ def evaluate_run(
     if integrator is None or integrator == c.eval_integrator:
         options = {**c.eval_integrator_options, **options}
     integrator = integrator or c.eval_integrator
-    model = _eval_model(run.model, integrator, options, trace)
+    model = _eval_model(run, integrator, options, trace)
     model.eval()
     data = run.data()
     x = getattr(data, split)
@@ -261,7 +266,7 @@ def evaluate_run(
         for chunk in x.split(batch_size or c.eval_batch_size):
             total += -model.log_prob(chunk).to(torch.float64).sum().cpu()
     nll = float(total) / len(x)
-    trace_name = trace if trace is not None else str(c.trace)
+    trace_name = trace if trace is not None else eval_trace(c, run.model.dim)
     return Evaluation(
         split=split,
         samples=len(x),
