@@ -185,7 +185,8 @@ def sample_run(
 ) -> Tensor:
     """``n`` samples of the run's model in the data's units (standardisation undone).
 
-    The solver defaults to the run's evaluation integrator and its options.
+    The solver defaults to the run's evaluation integrator, whose options
+    ``integrator_options`` update; another integrator takes only the options given.
 
     Raises:
         ConfigError: ``n`` not positive, or an option value the integrator refuses.
@@ -194,10 +195,10 @@ def sample_run(
     if n <= 0:
         raise ConfigError(f"-n must be a positive number of samples, got {n}.")
     c = run.config
-    if integrator is None:
-        integrator = c.eval_integrator
-        integrator_options = dict(c.eval_integrator_options, **(integrator_options or {}))
-    model = _eval_model(run, integrator, integrator_options or {}, None)
+    options = dict(integrator_options or {})
+    if integrator is None or integrator == c.eval_integrator:
+        options = {**c.eval_integrator_options, **options}
+    model = _eval_model(run, integrator or c.eval_integrator, options, None)
     model.eval()
     torch.manual_seed(seed)
     with torch.no_grad():

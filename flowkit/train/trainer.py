@@ -1,4 +1,14 @@
-"""The training loop: Adam on the negative log-likelihood plus weighted regularizers.
+"""The training loop: Adam on the configured objective, or a schedule of objectives.
+
+The default objective, ``maximum_likelihood``, is the negative log-likelihood
+plus weighted regularizers (with STEER), computed by :meth:`Trainer.compute_loss`
+(through DistributedDataParallel when distributed). Any other registered
+objective (``flow_matching``, ``rectified_flow``, ...) is built from the
+registry and called as ``objective.loss(model, batch, generator=...)``; a
+schedule runs stages of objectives one after the other, and a
+``rectified_flow`` stage's teacher is a frozen copy of the model as the stage
+begins. Validation and test NLLs are always solved by the evaluation
+integrator, whatever the objective.
 
 :class:`Trainer` owns one run: the data, the model, the optimiser and schedule,
 the sampler and every random generator, the logs and the checkpoints
