@@ -5,6 +5,8 @@ hooks documented in :mod:`flowkit.hookspecs`. Importing flowkit loads no
 plugin: the registry is built on first use (:func:`get_registry`).
 """
 
+from typing import Any
+
 from flowkit._version import __version__
 from flowkit.adapters import as_field
 from flowkit.cnf import CNF, CNFSequence, compose
@@ -67,7 +69,21 @@ __all__ = [
     "get_registry",
     "hookimpl",
     "hookspec",
+    "load",
     "odeint",
     "odeint_solution",
     "reset_registry",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``flowkit.load`` (:func:`flowkit.train.saved.load`), imported on first use.
+
+    Loading a run needs the training package (plots, progress bars), which a
+    plain ``import flowkit`` should not pay for.
+    """
+    if name == "load":
+        from flowkit.train.saved import load
+
+        return load
+    raise AttributeError(f"module 'flowkit' has no attribute {name!r}")

@@ -249,4 +249,4 @@ def test_version_and_help() -> None:
 def test_attach_subcommands_adds_each_subcommand_once() -> None:
     attach_subcommands()
     names = [command.name for command in attach_subcommands().registered_commands]
-    assert sorted(names) == ["bench", "list", "train"]
+    assert sorted(names) == ["bench", "evaluate", "list", "sample", "train"]

@@ -39,7 +39,9 @@ def _root(
 
 
 def attach_subcommands() -> typer.Typer:
-    """Add ``list``, ``bench`` and ``train`` to :data:`app` (once); returns the app.
+    """Add the subcommands (list, bench, train, sample, evaluate) to :data:`app` (once).
+
+    Returns the app.
 
     The subcommands are defined in their own modules, which do not know the
     app; this is the one place that puts them on it. They are imported here,
@@ -47,10 +49,18 @@ def attach_subcommands() -> typer.Typer:
     """
     from flowkit.cli.bench_cmd import bench
     from flowkit.cli.list_cmd import list_components
+    from flowkit.cli.reuse_cmd import evaluate_command, sample_command
     from flowkit.cli.train_cmd import train_command
 
     present = {command.name for command in app.registered_commands}
-    for name, command in (("list", list_components), ("bench", bench), ("train", train_command)):
+    commands = (
+        ("list", list_components),
+        ("bench", bench),
+        ("train", train_command),
+        ("sample", sample_command),
+        ("evaluate", evaluate_command),
+    )
+    for name, command in commands:
         if name not in present:
             app.command(name)(command)
     return app

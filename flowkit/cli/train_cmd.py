@@ -24,6 +24,7 @@ from flowkit.train.config import (
     config_fields,
     load_toml,
     parse_assignment,
+    parse_schedule,
 )
 from flowkit.train.resume import RESUMABLE_OPTIONS
 
@@ -56,6 +57,8 @@ def _cli_type(hint: Any) -> Any:
         return Optional[str]  # noqa: UP045  (typer reads typing.Optional)
     if origin is dict:
         return Optional[list[str]]  # noqa: UP045
+    if origin is list:  # the schedule: NAME:ITERATIONS,...
+        return Optional[str]  # noqa: UP045
     return Optional[hint]  # noqa: UP045
 
 
@@ -144,10 +147,18 @@ def build_config(
     for name, value in cli.items():
         if value is None:
             continue
-        if isinstance(value, list):  # repeated KEY=VALUE options; they replace the whole table
+        if name == "schedule" and isinstance(value, str):
+            value = parse_schedule(value)
+        elif isinstance(value, list):  # repeated KEY=VALUE options; they replace the whole table
             value = _parse_table(name, value)
         given[name] = value
-    return config.replace(**given) if given else config
+    result = config.replace(**given) if given else config
+    if result.schedule and "iterations" in given:
+        raise ConfigError(
+            "--iterations is the sum of the schedule's stages; drop --iterations or "
+            "change the stages' iterations."
+        )
+    return result
 
 
 def train_command(**kwargs: Any) -> None:

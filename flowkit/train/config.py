@@ -29,8 +29,10 @@ __all__ = [
     "TrainConfig",
     "config_fields",
     "dump_toml",
+    "is_maximum_likelihood",
     "load_toml",
     "parse_assignment",
+    "parse_schedule",
 ]
 
 GROUPS: tuple[str, ...] = ("data", "model", "optim", "output", "run")
@@ -114,6 +116,28 @@ class TrainConfig:
         "with this b (0 turns it off; must be < t1).",
         0.0,
     )
+    # -- objective ------------------------------------------------------------------
+    objective: str = _opt(
+        "optim",
+        "Training objective (registered name): maximum_likelihood (its regularizers and "
+        "STEER come from --regularizer and --steer), flow_matching or rectified_flow (its "
+        "teacher is a frozen copy of the model at the start of training or of its stage).",
+        "maximum_likelihood",
+    )
+    objective_options: dict[str, Any] = dataclasses.field(
+        default_factory=dict,
+        metadata=_meta("optim", "Objective options, KEY=VALUE (e.g. coupling=ot)."),
+    )
+    schedule: list[dict[str, Any]] = dataclasses.field(
+        default_factory=list,
+        metadata=_meta(
+            "optim",
+            "Stages of objectives run one after the other, e.g. "
+            "flow_matching:800,maximum_likelihood:200 (NAME:ITERATIONS); per-stage options "
+            "in TOML [[schedule]] tables {objective, iterations, objective_options}. "
+            "Replaces --objective; --iterations becomes the sum of the stages.",
+        ),
+    )
     # -- optimisation ---------------------------------------------------------------
     batch_size: int = _opt("optim", "Global batch size (split across processes).", 512)
     iterations: int = _opt(
@@ -147,6 +171,14 @@ class TrainConfig:
         default_factory=lambda: {"rtol": 1e-5, "atol": 1e-5},
         metadata=_meta("optim", "Evaluation-integrator options, KEY=VALUE (TOML values)."),
     )
+    eval_trace: str = _opt(
+        "optim",
+        "Trace estimator of validation, test and density plots (registered name), or auto: "
+        "the training trace; for a run trained only by simulation-free objectives (flow "
+        "matching), whose training needs no trace, the training trace when the field takes "
+        "it, else exact up to 16 dimensions and hutchinson above.",
+        "auto",
+    )
     # -- output ---------------------------------------------------------------------
     out_dir: str | None = _opt("output", "Run directory (default runs/<timestamp>).", None)
     log_format: Literal["csv", "jsonl"] = _opt("output", "Metrics log: csv or jsonl.", "csv")
@@ -165,6 +197,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+
+    def stages(self) -> list[tuple[str, dict[str, Any], int]]:
+        """``(objective, options, iterations)`` of each stage; one stage without a schedule."""
+        if not self.schedule:
+            return [(self.objective, dict(self.objective_options), self.iterations)]
+        return [
+            (s["objective"], dict(s.get("objective_options", {})), int(s["iterations"]))
+            for s in self.schedule
+        ]
 
     # -- validation ---------------------------------------------------------------------
     def validate(self) -> None:
@@ -219,6 +260,7 @@ class TrainConfig:
                 f"batch_size={self.batch_size} must be divisible by nproc={self.nproc} so every "
                 "process gets an equal share of the global batch."
             )
+        self._validate_objectives()
         for name, weight in self.regularizers.items():
             if not math.isfinite(weight) or weight < 0:
                 raise ConfigError(f"regularizers.{name} weight must be >= 0, got {weight}.")
@@ -228,6 +270,24 @@ class TrainConfig:
                     f"regularizer_options given for {name!r}, which is not among the "
                     f"regularizers {sorted(self.regularizers) or '(none)'}; add a weight "
                     f"with --regularizer {name}=WEIGHT."
+                )
+
+    def _validate_objectives(self) -> None:
+        if self.schedule:
+            if self.objective != "maximum_likelihood" or self.objective_options:
+                raise ConfigError(
+                    "Give either objective (with objective_options) or a schedule of stages, "
+                    "not both; put the objective in a stage of the schedule."
+                )
+            stages = [_check_stage(i, stage) for i, stage in enumerate(self.schedule)]
+            self.schedule = stages
+            self.iterations = sum(int(s["iterations"]) for s in stages)
+        for objective, options, _ in self.stages():
+            _check_objective_options(objective, options)
+            if self.nproc > 1 and not is_maximum_likelihood(objective):
+                raise ConfigError(
+                    f"Only maximum_likelihood trains with several processes, not {objective!r}; "
+                    "use --nproc 1."
                 )
 
     # -- conversion ---------------------------------------------------------------------
@@ -251,6 +311,86 @@ class TrainConfig:
         if unknown:
             raise ConfigError(_unknown_message(unknown, "replace()"))
         return dataclasses.replace(self, **changes)
+
+
+_STAGE_KEYS = ("objective", "iterations", "objective_options")
+_ML_NAMES = ("maximum_likelihood", "mle", "likelihood")
+_RESERVED_OPTIONS = {
+    "maximum_likelihood": {
+        "regularizers": "--regularizer NAME=WEIGHT (regularizers in the configuration)",
+        "steer": "--steer (steer in the configuration)",
+    },
+    "rectified_flow": {
+        "teacher": "nothing: the trainer sets it to a frozen copy of the model at the "
+        "start of the stage",
+    },
+}
+
+
+def is_maximum_likelihood(objective: str) -> bool:
+    """Whether ``objective`` names the built-in maximum likelihood (or one of its aliases)."""
+    return objective.strip().lower().replace("-", "_") in _ML_NAMES
+
+
+def _check_objective_options(objective: str, options: dict[str, Any]) -> None:
+    key = objective.strip().lower().replace("-", "_")
+    if key in _ML_NAMES:
+        key = "maximum_likelihood"
+    elif key == "reflow":
+        key = "rectified_flow"
+    for option, where in _RESERVED_OPTIONS.get(key, {}).items():
+        if option in options:
+            raise ConfigError(
+                f"objective_options {option!r} of {objective!r} is set by the trainer; "
+                f"give it with {where}."
+            )
+
+
+def _check_stage(index: int, stage: Any) -> dict[str, Any]:
+    where = f"schedule stage {index + 1}"
+    if not isinstance(stage, dict):
+        raise ConfigError(
+            f"{where} must be a table {{objective, iterations, objective_options}}, got {stage!r}."
+        )
+    unknown = sorted(set(stage) - set(_STAGE_KEYS))
+    if unknown:
+        hints = [
+            repr(k) + (f" (did you mean {close[0]!r}?)" if close else "")
+            for k in unknown
+            for close in [difflib.get_close_matches(k, _STAGE_KEYS, n=1, cutoff=0.6)]
+        ]
+        raise ConfigError(
+            f"Unknown key(s) {', '.join(hints)} in {where}; valid keys: {', '.join(_STAGE_KEYS)}."
+        )
+    for required in ("objective", "iterations"):
+        if required not in stage:
+            raise ConfigError(f"{where} lacks {required!r}; give objective and iterations.")
+    objective = _coerce(f"{where}.objective", stage["objective"], str)
+    iterations = _coerce(f"{where}.iterations", stage["iterations"], int)
+    if iterations <= 0:
+        raise ConfigError(f"{where}.iterations must be positive, got {iterations}.")
+    options = _coerce(
+        f"{where}.objective_options", stage.get("objective_options", {}), dict[str, Any]
+    )
+    return {"objective": objective, "iterations": iterations, "objective_options": options}
+
+
+def parse_schedule(text: str) -> list[dict[str, Any]]:
+    """Parse ``NAME:ITERATIONS,NAME:ITERATIONS`` (the command line's ``--schedule``).
+
+    Raises:
+        ConfigError: for an entry that is not ``NAME:ITERATIONS`` with a positive integer.
+    """
+    stages: list[dict[str, Any]] = []
+    for entry in text.split(","):
+        name, sep, count = entry.strip().partition(":")
+        if not sep or not name.strip() or not count.strip().isdigit() or int(count) <= 0:
+            raise ConfigError(
+                f"--schedule expects NAME:ITERATIONS[,NAME:ITERATIONS...] with positive "
+                f"iterations (e.g. flow_matching:800,maximum_likelihood:200), got {entry!r}."
+            )
+        stages.append({"objective": name.strip(), "iterations": int(count)})
+    return stages
 
 
 def config_fields() -> dict[str, dataclasses.Field[Any]]:
@@ -328,6 +468,10 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be a string, got {value!r}.")
         return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list, got {value!r}.")
+        return list(value)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{name} must be a table of KEY = VALUE, got {value!r}.")
@@ -368,6 +512,8 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"

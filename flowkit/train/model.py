@@ -17,6 +17,7 @@ from flowkit.errors import FlowkitError
 from flowkit.train.config import ConfigError, TrainConfig
 
 __all__ = [
+    "EXACT_TRACE_MAX_DIM",
     "build_eval_model",
     "build_model",
     "check_components",
@@ -60,6 +61,11 @@ def _component_options(config: TrainConfig) -> list[tuple[str, str, dict[str, An
         ("integrator", config.integrator, config.integrator_options, "integrator_options"),
         ("trace_estimator", config.trace, config.trace_options, "trace_options"),
         ("gradient_strategy", config.gradient, config.gradient_options, "gradient_options"),
+        *(
+            [("trace_estimator", config.eval_trace, {}, "eval_trace")]
+            if config.eval_trace != "auto"
+            else []
+        ),
         (
             "integrator",
             config.eval_integrator,
@@ -70,6 +76,9 @@ def _component_options(config: TrainConfig) -> list[tuple[str, str, dict[str, An
     for reg in config.regularizers:
         options = config.regularizer_options.get(reg, {})
         entries.append(("regularizer", reg, options, f"regularizer_options.{reg}"))
+    for index, (objective, options, _) in enumerate(config.stages()):
+        key = f"schedule.{index}" if config.schedule else "objective_options"
+        entries.append(("objective", objective, options, key))
     return entries
 
 
@@ -101,6 +110,12 @@ def check_components(config: TrainConfig) -> None:
             close = difflib.get_close_matches(option, valid, n=1, cutoff=0.6)
             parts.append(repr(option) + (f" (did you mean {close[0]!r}?)" if close else ""))
         table = key.split(".")[0]
+        if table == "schedule":
+            raise ConfigError(
+                f"Unknown option(s) {', '.join(parts)} for objective {spec.name!r} in stage "
+                f"{int(key.split('.')[1]) + 1} of the schedule; valid options: "
+                f"{', '.join(valid) or '(none)'}. Fix objective_options of that stage."
+            )
         raise ConfigError(
             f"Unknown option(s) {', '.join(parts)} for {kind_info(kind).label} {spec.name!r} "
             f"in {table}; valid options: {', '.join(valid) or '(none)'}. Fix "
@@ -122,6 +137,59 @@ def _option_values(what: str) -> Iterator[None]:
         ) from exc
 
 
+EXACT_TRACE_MAX_DIM = 16
+"""Largest dimension for which ``eval_trace = "auto"`` picks the exact trace (O(d) VJPs)."""
+
+
+def simulation_free(config: TrainConfig) -> bool:
+    """Whether every stage of ``config`` trains without solving the ODE (no trace needed)."""
+    from flowkit.registry import get_registry
+
+    registry = get_registry()
+    return all(
+        bool(registry.get("objective", name).capabilities.get("simulation_free", False))
+        for name, _, _ in config.stages()
+    )
+
+
+def _field_takes(config: TrainConfig, trace: str) -> bool:
+    from flowkit.registry import get_registry
+
+    registry = get_registry()
+    needs = registry.get("trace_estimator", trace).capabilities.get("requires_divergence", False)
+    has = registry.get("vector_field", config.field).capabilities.get("has_divergence", False)
+    return bool(has or not needs)
+
+
+def model_trace(config: TrainConfig, dim: int) -> str:
+    """The trace estimator the CNF of ``config`` is built with.
+
+    The configured ``trace``, except for a run trained only by simulation-free
+    objectives whose field cannot take it (``analytic`` with a field without a
+    closed-form divergence): training does not use it, so the model gets the
+    evaluation trace instead (see :func:`eval_trace`).
+    """
+    if simulation_free(config) and not _field_takes(config, config.trace):
+        return eval_trace(config, dim)
+    return config.trace
+
+
+def eval_trace(config: TrainConfig, dim: int) -> str:
+    """The trace estimator of validation and test NLLs (``eval_trace``, resolving ``auto``).
+
+    ``auto`` is the training ``trace`` (so maximum-likelihood runs report the
+    numbers they always did); for runs trained only by simulation-free
+    objectives it is the training trace when the field takes it, else
+    ``exact`` up to :data:`EXACT_TRACE_MAX_DIM` dimensions and ``hutchinson``
+    above (its variance grows with the dimension, the exact trace's cost too).
+    """
+    if config.eval_trace != "auto":
+        return config.eval_trace
+    if not simulation_free(config) or _field_takes(config, config.trace):
+        return config.trace
+    return "exact" if dim <= EXACT_TRACE_MAX_DIM else "hutchinson"
+
+
 def build_model(
     config: TrainConfig, dim: int, *, device: torch.device, dtype: torch.dtype
 ) -> torch.nn.Module:
@@ -136,17 +204,18 @@ def build_model(
     """
     from flowkit.cnf import CNF
 
+    trace = model_trace(config, dim)
     with _option_values("model"):
         model = CNF(
             config.field,
             config.integrator,
-            config.trace,
+            trace,
             config.gradient,
             dim=dim,
             t1=config.t1,
             field_options=dict(config.field_options),
             integrator_options=dict(config.integrator_options),
-            trace_options=dict(config.trace_options),
+            trace_options=dict(config.trace_options) if trace == config.trace else {},
             gradient_options=dict(config.gradient_options),
             regularizers=tuple(config.regularizers),
             regularizer_options={k: dict(v) for k, v in config.regularizer_options.items()} or None,
@@ -155,7 +224,7 @@ def build_model(
 
 
 def build_eval_model(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
-    """A CNF for reporting: ``model``'s field and trace with the evaluation integrator.
+    """A CNF for reporting: ``model``'s field, the evaluation trace and integrator.
 
     The field is shared (not copied), so the result follows ``model``'s weights;
     there are no regularizers, and the gradient strategy is backprop (evaluation
@@ -167,11 +236,12 @@ def build_eval_model(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Mo
     """
     from flowkit.cnf import CNF
 
+    trace = eval_trace(config, model.dim)
     with _option_values("evaluation model"):
         return CNF(
             model.field,
             config.eval_integrator,
-            model.trace,
+            model.trace if trace == model_trace(config, model.dim) else trace,
             "backprop",
             dim=model.dim,
             t0=float(model.t0),

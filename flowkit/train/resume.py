@@ -86,6 +86,9 @@ class CheckpointedRun:
     sampler: BatchSampler
     steer_generator: torch.Generator
     dequant_generator: torch.Generator
+    objective_generator: torch.Generator
+    stage_index: int
+    teacher_state: dict[str, Tensor] | None
     iteration: int
     train_seconds: float
     best_val_nll: float | None
@@ -110,6 +113,7 @@ class CheckpointedRun:
             "sampler": self.sampler.state_dict(),
             "steer": self.steer_generator.get_state(),
             "dequant": self.dequant_generator.get_state(),
+            "objective": self.objective_generator.get_state(),
         }
 
     def checkpoint_state(self) -> dict[str, Any]:
@@ -128,6 +132,9 @@ class CheckpointedRun:
             "last_loss": self.last_loss,
             "world_size": self.ctx.world_size,
             "rng": self._rng_states(),
+            "dim": int(getattr(self.model, "dim", 0)),
+            "stage": self.stage_index + 1,
+            "teacher": self.teacher_state,
         }
 
     def save(self) -> Path | None:
@@ -172,3 +179,6 @@ class CheckpointedRun:
         self.sampler.load_state_dict({k: v.cpu() for k, v in rng["sampler"].items()})
         self.steer_generator.set_state(rng["steer"].cpu())
         self.dequant_generator.set_state(rng["dequant"].cpu())
+        if "objective" in rng:  # checkpoints from before objectives lack it
+            self.objective_generator.set_state(rng["objective"].cpu())
+        self.teacher_state = state.get("teacher")

@@ -1,4 +1,14 @@
-"""The training loop: Adam on the negative log-likelihood plus weighted regularizers.
+"""The training loop: Adam on the configured objective, or a schedule of objectives.
+
+The default objective, ``maximum_likelihood``, is the negative log-likelihood
+plus weighted regularizers (with STEER), computed by :meth:`Trainer.compute_loss`
+(through DistributedDataParallel when distributed). Any other registered
+objective (``flow_matching``, ``rectified_flow``, ...) is built from the
+registry and called as ``objective.loss(model, batch, generator=...)``; a
+schedule runs stages of objectives one after the other, and a
+``rectified_flow`` stage's teacher is a frozen copy of the model as the stage
+begins. Validation and test NLLs are always solved by the evaluation
+integrator, whatever the objective.
 
 :class:`Trainer` owns one run: the data, the model, the optimiser and schedule,
 the sampler and every random generator, the logs and the checkpoints
@@ -32,7 +42,7 @@ from torch import Tensor, nn
 
 from flowkit.data import BatchSampler, DataSplits, load_dataset
 from flowkit.errors import FlowkitError, InvalidInputError, NonFiniteStateError
-from flowkit.train.config import TrainConfig, dump_toml
+from flowkit.train.config import ConfigError, TrainConfig, dump_toml, is_maximum_likelihood
 from flowkit.train.distributed import DistContext
 from flowkit.train.evaluation import EvaluatedRun
 from flowkit.train.logger import MetricsLogger, tensorboard_available
@@ -145,6 +155,18 @@ class Trainer(CheckpointedRun, EvaluatedRun):
         torch.manual_seed(config.seed + 2 + 1_000_003 * self.ctx.rank)
         self.steer_generator = torch.Generator().manual_seed(config.seed + 3)
         self.dequant_generator = torch.Generator().manual_seed(config.seed + 4)
+        self.objective_generator = torch.Generator(device=self.device).manual_seed(config.seed + 6)
+        self.stage_plan = config.stages()
+        self.stage_index = 0
+        self.objective: Any = None
+        self.teacher_state: dict[str, Tensor] | None = None
+        if self.ctx.distributed and any(
+            not is_maximum_likelihood(name) for name, _, _ in self.stage_plan
+        ):
+            raise ConfigError(
+                "Only maximum_likelihood trains with several processes; run the other "
+                "objectives with --nproc 1."
+            )
         self.reg_names = list(config.regularizers)
         self.reg_weights = torch.tensor(
             [config.regularizers[n] for n in self.reg_names], dtype=self.dtype, device=self.device
@@ -160,6 +182,7 @@ class Trainer(CheckpointedRun, EvaluatedRun):
         self.last_metrics: dict[str, Any] = {}
         if resume:
             self._resume()
+        self._enter_stage(self._stage_of(self.iteration), teacher=self.teacher_state)
         self.logger: MetricsLogger | None = None
         if self.write:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +216,71 @@ class Trainer(CheckpointedRun, EvaluatedRun):
             "t1",
             "grad_norm",
             "val_nll",
+            *self._objective_columns(),
+            "objective",
+            "stage",
         ]
+
+    def _objective_columns(self) -> list[str]:
+        from flowkit.registry import get_registry
+
+        names: list[str] = []
+        for objective, _, _ in self.stage_plan:
+            if is_maximum_likelihood(objective):
+                continue
+            canonical = get_registry().get("objective", objective).name
+            column = {"flow_matching": "fm_loss", "rectified_flow": "rf_loss"}.get(
+                canonical, f"{canonical}_loss"
+            )
+            if column not in names:
+                names.append(column)
+        return names
+
+    # -- stages of the schedule -------------------------------------------------------
+    def _stage_of(self, iteration: int) -> int:
+        """The index of the stage that trains iteration ``iteration + 1``."""
+        end = 0
+        for index, (_, _, count) in enumerate(self.stage_plan):
+            end += count
+            if iteration < end:
+                return index
+        return len(self.stage_plan) - 1
+
+    @property
+    def objective_name(self) -> str:
+        """The objective of the current stage, as configured."""
+        return self.stage_plan[self.stage_index][0]
+
+    def _enter_stage(self, index: int, *, teacher: dict[str, Tensor] | None = None) -> None:
+        """Build the objective of stage ``index``.
+
+        A ``rectified_flow`` stage's teacher is a frozen copy of the model as it
+        enters the stage (``teacher``: the weights saved by a checkpoint).
+        """
+        from flowkit.registry import get_registry
+
+        self.stage_index = index
+        name, options, _ = self.stage_plan[index]
+        self.teacher_state = None
+        if is_maximum_likelihood(name):
+            self.objective = None  # compute_loss: the trainer's own numbers, DDP-aware
+            return
+        spec = get_registry().get("objective", name)
+        if spec.name == "rectified_flow":
+            import copy
+
+            frozen = copy.deepcopy(self.model)
+            if teacher is not None:
+                frozen.load_state_dict(teacher)
+            self.teacher_state = copy.deepcopy(frozen.state_dict())
+            options = {**options, "teacher": frozen}
+        try:
+            self.objective = get_registry().create("objective", name, **options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"Cannot build the objective {name!r} from the configuration: {exc} Fix "
+                "objective_options (or the stage's objective_options in the schedule)."
+            ) from exc
 
     def _check_data(self) -> None:
         for split in ("train", "val", "test"):
@@ -260,17 +347,29 @@ class Trainer(CheckpointedRun, EvaluatedRun):
         """One optimisation step on the next batch; returns its metrics."""
         start = time.perf_counter()
         self.model.train()
-        t1 = self._end_time()
+        stage = self._stage_of(self.iteration)
+        if stage != self.stage_index:
+            self._enter_stage(stage)
+        t1: float | None = None
+        if self.objective is None:
+            t1 = self._end_time()
         x = self.local_share(self.next_batch())
         self.optimizer.zero_grad(set_to_none=True)
         try:
-            loss, metrics = self.compute_loss(x, t1)
+            if self.objective is None:
+                loss, metrics = self.compute_loss(x, t1)
+            else:
+                result = self.objective.loss(self.model, x, generator=self.objective_generator)
+                loss = result.loss
+                metrics = {
+                    k: torch.as_tensor(v, dtype=torch.float64) for k, v in result.metrics.items()
+                }
             if not bool(torch.isfinite(loss)):
                 raise self._diverged(f"the training loss became {loss.item()}")
             loss.backward()
         except NonFiniteStateError as exc:
             raise self._diverged(f"the flow became NaN or Inf ({exc})") from exc
-        stats = getattr(self.model, "last_stats", None)
+        stats = getattr(self.model, "last_stats", None) if self.objective is None else None
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.model.parameters(), self.config.grad_clip or math.inf
         )
@@ -299,6 +398,8 @@ class Trainer(CheckpointedRun, EvaluatedRun):
             "lr": lr,
             "t1": t1,
             "grad_norm": float(grad_norm),
+            "objective": self.objective_name,
+            "stage": self.stage_index + 1,
         }
         return self.last_metrics
 
