@@ -11,7 +11,7 @@ process, from the same initial weights on the same batches:
 * ``flow_matching`` and ``flow_matching_ot``: the ``flow_matching`` objective with
   independent and minibatch-OT couplings (Adam ``--fm-lr``, cosine decay over the
   time budget).
-* ``fm_then_ml``: the schedule ``flow_matching`` (OT) for the first ``--switch``
+* ``fm_then_ml``: the schedule ``flow_matching`` (independent) for the first ``--switch``
   of the budget, then maximum likelihood (Adam ``--finetune-lr``, cosine decay
   over the rest).
 * ``reflow``: ``flow_matching`` (independent) for the first ``--switch`` of the
@@ -125,7 +125,7 @@ def contestants(fm_lr: float, finetune_lr: float, switch: float) -> dict[str, li
         "flow_matching": [Phase("flow_matching", {"coupling": "independent"}, lr=fm_lr)],
         "flow_matching_ot": [Phase("flow_matching", {"coupling": "ot"}, lr=fm_lr)],
         "fm_then_ml": [
-            Phase("flow_matching", {"coupling": "ot"}, until=switch, lr=fm_lr),
+            Phase("flow_matching", {"coupling": "independent"}, until=switch, lr=fm_lr),
             Phase(ml.objective, ml.options, lr=finetune_lr),
         ],
         "reflow": [
@@ -135,7 +135,7 @@ def contestants(fm_lr: float, finetune_lr: float, switch: float) -> dict[str, li
     }
 
 
-CONTESTANTS = tuple(contestants(1e-2, 1e-3, 0.5))
+CONTESTANTS = tuple(contestants(1e-2, 3e-3, 0.5))
 """The contestants' names, in the order they are reported."""
 
 
@@ -436,7 +436,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-samples", type=int, default=2_000, help="Samples for the figures.")
     parser.add_argument("--fm-lr", type=float, default=1e-2, help="Flow matching's peak Adam lr.")
     parser.add_argument(
-        "--finetune-lr", type=float, default=1e-3, help="fm_then_ml: the likelihood phase's lr."
+        "--finetune-lr", type=float, default=3e-3, help="fm_then_ml: the likelihood phase's lr."
     )
     parser.add_argument(
         "--switch", type=float, default=0.5, help="fm_then_ml, reflow: first phase's share."
