@@ -57,7 +57,7 @@ def test_quick_run_reports_every_contestant_and_refuses_to_overwrite(tmp_path: P
         assert all(math.isfinite(nll) for _, nll in curve)
         quality = report["sample_quality"][name]
         assert quality["euler_4"]["nfe"] == 4 and quality["midpoint_4"]["nfe"] == 8
-        assert quality["dopri5_1e-5"]["nfe"] > quality["dopri5_1e-3"]["nfe"] > 0
+        assert quality["dopri5_1e-5"]["nfe"] >= quality["dopri5_1e-3"]["nfe"] > 0
         assert quality["dopri5_1e-5"]["sliced_w2"] > 0
     assert report["phases_reached"]["reflow"] == report["phases_reached"]["fm_then_ml"] == 2
     assert report["median_train_nfe_per_iteration"]["flow_matching"] == 1
