@@ -8,6 +8,7 @@ compatibility function, :func:`flowkit.compat.check_compatibility`.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ __all__ = [
     "expand_patterns",
     "parse_patterns",
     "select_combinations",
+    "select_objectives",
 ]
 
 _GLOB_CHARS = frozenset("*?[")
@@ -31,6 +33,7 @@ _OPTION_OF_KIND = {
     "integrator": "--integrators",
     "trace_estimator": "--traces",
     "gradient_strategy": "--gradients",
+    "objective": "--objectives",
 }
 
 
@@ -86,12 +89,20 @@ def expand_patterns(registry: Registry, kind: str, patterns: Sequence[str]) -> l
             hits = {registry.get(kind, key).name} if (kind, key) in registry else set()
         if not hits:
             raise BenchSelectionError(
-                f"No {info.label} matches {pattern!r} (option {_OPTION_OF_KIND.get(kind, kind)}). "
+                f"No {info.label} matches {pattern!r} (option {_OPTION_OF_KIND.get(kind, kind)})."
+                f"{_did_you_mean(registry, kind, key)} "
                 f"Available: {', '.join(names) or '(none installed)'}. "
                 "Use names or glob patterns such as 'torchdiffeq.*'; `flowkit list` shows all."
             )
         matched |= hits
     return [n for n in names if n in matched]
+
+
+def _did_you_mean(registry: Registry, kind: str, key: str) -> str:
+    """`` Did you mean 'x'?`` for the closest registered name or alias, or ``""``."""
+    known = [n for spec in registry.specs(kind) for n in (spec.name, *spec.aliases)]
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,7 @@ class Selection:
     integrators: tuple[str, ...] | None = None
     traces: tuple[str, ...] | None = None
     gradients: tuple[str, ...] | None = None
+    objectives: tuple[str, ...] | None = None
 
     def patterns(self, kind: str) -> tuple[str, ...] | None:
         """The patterns given for ``kind`` (``None`` if not given)."""
@@ -110,6 +122,7 @@ class Selection:
             "integrator": self.integrators,
             "trace_estimator": self.traces,
             "gradient_strategy": self.gradients,
+            "objective": self.objectives,
         }[kind]
 
     def as_dict(self) -> dict[str, list[str] | None]:
@@ -121,6 +134,7 @@ class Selection:
                 ("integrators", self.integrators),
                 ("traces", self.traces),
                 ("gradients", self.gradients),
+                ("objectives", self.objectives),
             )
         }
 
@@ -227,3 +241,20 @@ def select_combinations(
         )
     excluded.extend((c.id, "; ".join(c.compatibility.reasons)) for c in bad)
     return SelectionResult(good, excluded)
+
+
+def select_objectives(
+    registry: Registry, selection: Selection, defaults: Sequence[str]
+) -> list[str]:
+    """The canonical objective names selected (``defaults`` where none are given).
+
+    Only registered objectives are benchmarked: a schedule of objectives (such
+    as flow matching, then maximum likelihood) is measured by
+    ``benchmarks/objectives.py``.
+
+    Raises:
+        BenchSelectionError: when a name or pattern matches no registered
+            objective (with the closest name, and what exists).
+    """
+    given = selection.patterns("objective")
+    return expand_patterns(registry, "objective", given if given is not None else defaults)

@@ -35,6 +35,12 @@ def bench(
     gradients: str = typer.Option(
         None, "--gradients", help=f"Gradient strategies. {_PATTERN_HELP}"
     ),
+    objectives: str = typer.Option(
+        None,
+        "--objectives",
+        help="Training objectives compared by the training suite, e.g. "
+        f"'maximum_likelihood,flow_matching'. {_PATTERN_HELP}",
+    ),
     peers: str = typer.Option(
         None,
         "--peers",
@@ -80,6 +86,7 @@ def bench(
             integrators=parse_patterns(integrators),
             traces=parse_patterns(traces),
             gradients=parse_patterns(gradients),
+            objectives=parse_patterns(objectives),
         ),
         repeats=repeats,
         seed=seed,
