@@ -90,3 +90,18 @@ def test_quick_run_gives_every_objective_its_nll_and_sample_quality() -> None:
         curve = record.series["nll_vs_time"]
         assert curve[0][0] == 0.0 and curve[-1][1] == metrics["final_nll"]
         assert metrics["best_nll"] == min(nll for _, nll in curve)
+
+
+def test_unknown_objective_is_an_error_even_when_training_is_not_named() -> None:
+    # with the default suites a failing suite is skipped: a typo must not skip training quietly
+    config = BenchConfig(selection=Selection(objectives=("flow_matchin",)), quick=True)
+    with pytest.raises(BenchSelectionError, match="Did you mean 'flow_matching'"):
+        plan_tasks(config)
+
+
+def test_objectives_without_the_training_suite_are_refused() -> None:
+    config = BenchConfig(
+        suites=("accuracy",), selection=Selection(objectives=("flow_matching",)), quick=True
+    )
+    with pytest.raises(BenchSelectionError, match="add training to --suites"):
+        plan_tasks(config)

@@ -19,7 +19,7 @@ from flowkit.bench.distributed import finalize, gather_to_rank0, init_distribute
 from flowkit.bench.report import build_report, print_report, write_report
 from flowkit.bench.report.files import check_report_dir
 from flowkit.bench.runner import RunSettings, plan_units, run_tasks
-from flowkit.bench.selection import BenchSelectionError, Selection
+from flowkit.bench.selection import BenchSelectionError, Selection, select_objectives
 from flowkit.bench.suites import PlanContext, available_suites, get_suite
 from flowkit.bench.tasks import Record, Task
 from flowkit.registry import Registry, get_registry
@@ -115,6 +115,13 @@ def plan_tasks(config: BenchConfig, registry: Registry | None = None) -> _Planne
         )
     explicit = config.suites is not None
     names = list(config.suites) if explicit else available_suites()
+    if config.selection.objectives is not None:  # only one suite reads them: check them here
+        select_objectives(registry, config.selection, ())
+        if "training" not in names:
+            raise BenchSelectionError(
+                "--objectives selects the objectives of the training suite, which is not "
+                "among the suites run; add training to --suites or drop --objectives."
+            )
     ctx = PlanContext(
         registry,
         config.selection,

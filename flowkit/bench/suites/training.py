@@ -1,4 +1,4 @@
-"""The ``training`` suite: which combination and objective reach the lowest held-out NLL in fixed time?
+"""The ``training`` suite: which objective and combination train best in a fixed time?
 
 Work: flowkit's training loop (:class:`flowkit.train.Trainer`, Adam) trains a
 CNF per selected objective and combination on a 2-D toy density
