@@ -38,9 +38,16 @@ Goals (issue "objectives"; 8gaussians, this 2-core machine): the best contestant
 reaches test NLL 2.856 within 20 s of training; flow matching within 0.05 nats of
 maximum likelihood at 60 s; on digits, flow matching's bits/dim at 120 s at most
 maximum likelihood's, with samples closer to held-out data; after one reflow
-stage, 4 Euler or midpoint steps sample within 10 % (sliced W2) of dopri5 at 1e-5.
-The class-conditional goal needs a conditional CNF and is skipped (with a note in
-the output) while ``CNF.log_prob`` takes no ``context``.
+stage, 4 Euler or midpoint steps sample within 10 % (sliced W2) of dopri5 at 1e-5;
+class-conditional 8gaussians: conditional test NLL within 0.05 nats of the true
+conditional density on the same points.
+
+``--conditional`` measures that last goal instead: conditional CNFs (the same MLP
+field built with ``context_dim=8``, the context the one-hot mixture component)
+trained with ``maximum_likelihood`` and ``flow_matching`` (interleaved as above,
+with each batch's labels as ``context=``), evaluated by the same referee with the
+test points' labels as context, next to the true conditional density's NLL on the
+same points (:mod:`objectives_conditional`). No sample figures in that mode.
 
 Everything runs on one thread (``torch.set_num_threads(1)``). Results go to
 ``--out`` (default ``bench-out/objectives/objectives-<dataset>-<budget>s.json``);
@@ -50,6 +57,7 @@ Usage:
     python benchmarks/objectives.py --help
     python benchmarks/objectives.py --quick
     python benchmarks/objectives.py --dataset 8gaussians --budget 20
+    python benchmarks/objectives.py --dataset 8gaussians --conditional --budget 60
     python benchmarks/objectives.py --dataset digits --budget 120 \
         --contestants maximum_likelihood,flow_matching
 """
@@ -57,12 +65,12 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +80,14 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules below
 
+from objectives_conditional import (
+    CONDITIONAL_DATASET,
+    GOAL_GAP_NATS,
+    ConditionalBatches,
+    ConditionalEvaluator,
+    labelled_splits,
+    true_conditional_8gaussians_nll,
+)
 from training_setups import (
     RECOMMENDED,
     TARGET_8GAUSSIANS,
@@ -86,13 +102,16 @@ from flowkit.registry import get_registry
 from flowkit.train import Trainer
 
 __all__ = [
+    "CONDITIONAL_CONTESTANTS",
     "CONTESTANTS",
     "ObjectiveRunner",
     "Phase",
     "UsageError",
     "main",
+    "print_conditional_table",
     "print_table",
     "run",
+    "run_conditional",
     "sample_quality",
 ]
 
@@ -138,15 +157,28 @@ def contestants(fm_lr: float, finetune_lr: float, switch: float) -> dict[str, li
 CONTESTANTS = tuple(contestants(1e-2, 3e-3, 0.5))
 """The contestants' names, in the order they are reported."""
 
+CONDITIONAL_CONTESTANTS = ("maximum_likelihood", "flow_matching")
+"""The contestants of ``--conditional`` (the objectives the goal names)."""
+
 
 class ObjectiveRunner:
     """One contestant: a trainer's data, model and batches, stepped through objective plugins.
 
     Keeps its own training clock (batch, loss, backward, optimiser step; no evaluation).
+    ``batches``, when given, returns each batch with its context (a conditional model);
+    by default the trainer's batches are used without context.
     """
 
-    def __init__(self, trainer: Trainer, phases: list[Phase], budget: float, seed: int) -> None:
+    def __init__(
+        self,
+        trainer: Trainer,
+        phases: list[Phase],
+        budget: float,
+        seed: int,
+        batches: Callable[[], tuple[Tensor, Tensor | None]] | None = None,
+    ) -> None:
         self.trainer = trainer
+        self.batches = batches or (lambda: (trainer.next_batch(), None))
         self.model: CNF = trainer.model
         self.phases = phases
         self.budget = budget
@@ -203,11 +235,11 @@ class ObjectiveRunner:
             self._enter_next_phase()
         start = time.perf_counter()
         self.model.train()
-        batch = self.trainer.next_batch()
+        batch, context = self.batches()
         if self.scheduler is None:
             self._set_time_cosine_lr()
         self.optimizer.zero_grad(set_to_none=True)
-        result = self.objective.loss(self.model, batch, generator=self.generator)
+        result = self.objective.loss(self.model, batch, context=context, generator=self.generator)
         if not bool(torch.isfinite(result.loss)):
             raise RuntimeError(
                 f"{self.phases[self.phase_index].objective}: the loss became "
@@ -275,13 +307,36 @@ def _at(curve: list[tuple[float, float]], seconds: float) -> float | None:
     return before[-1] if before else None
 
 
-def _conditional_note() -> str:
-    if "context" in inspect.signature(CNF.log_prob).parameters:
-        return (
-            "not measured: CNF.log_prob takes a context in this checkout, but this script "
-            "has no conditional contestants yet."
+def _train_interleaved(
+    dataset: str,
+    runners: dict[str, ObjectiveRunner],
+    evaluate: Callable[[nn.Module], float],
+    budget: float,
+    chunk: float,
+) -> dict[str, list[tuple[float, float]]]:
+    """Step the runners in turn, ``chunk`` training seconds at a time; their NLL curves."""
+    curves: dict[str, list[tuple[float, float]]] = {k: [] for k in runners}
+    for name, runner in runners.items():
+        curves[name].append((0.0, evaluate(runner.field)))
+    while any(r.train_seconds < budget for r in runners.values()):
+        name = min(runners, key=lambda k: runners[k].train_seconds)
+        runner = runners[name]
+        stop = min(budget, (math.floor(runner.train_seconds / chunk + 1e-9) + 1) * chunk)
+        while runner.train_seconds < stop:
+            runner.step()
+        curves[name].append((runner.train_seconds, evaluate(runner.field)))
+        print(
+            f"  {dataset} {name}: {runner.train_seconds:6.1f} s, it {runner.iteration:6d}, "
+            f"test NLL {curves[name][-1][1]:.4f}",
+            flush=True,
         )
-    return "skipped: CNF.log_prob has no context parameter yet (conditional CNFs not merged)."
+    return curves
+
+
+_CONDITIONAL_NOTE = (
+    "measured by --conditional (this run is unconditional): "
+    "python benchmarks/objectives.py --dataset 8gaussians --conditional"
+)
 
 
 def run(
@@ -310,22 +365,7 @@ def run(
     }
     data = next(iter(runners.values())).trainer.data
     t1 = float(RECOMMENDED["t1"])
-    evaluate = Evaluator(data.test, t1)
-    curves: dict[str, list[tuple[float, float]]] = {k: [] for k in runners}
-    for name, runner in runners.items():
-        curves[name].append((0.0, evaluate(runner.field)))
-    while any(r.train_seconds < budget for r in runners.values()):
-        name = min(runners, key=lambda k: runners[k].train_seconds)
-        runner = runners[name]
-        stop = min(budget, (math.floor(runner.train_seconds / chunk + 1e-9) + 1) * chunk)
-        while runner.train_seconds < stop:
-            runner.step()
-        curves[name].append((runner.train_seconds, evaluate(runner.field)))
-        print(
-            f"  {dataset} {name}: {runner.train_seconds:6.1f} s, it {runner.iteration:6d}, "
-            f"test NLL {curves[name][-1][1]:.4f}",
-            flush=True,
-        )
+    curves = _train_interleaved(dataset, runners, Evaluator(data.test, t1), budget, chunk)
     n = min(n_samples, len(data.test), len(data.val))
     reference = data.test[:n]
     marks = [s for s in (20, 60, 120, 180) if s <= budget] or [budget]
@@ -353,7 +393,7 @@ def run(
             for k, r in runners.items()
         },
         "sample_quality_floor": _distances(data.val[:n], reference, seed + 101),
-        "conditional_8gaussians": _conditional_note(),
+        "conditional_8gaussians": _CONDITIONAL_NOTE,
     }
     if data.levels is not None:
         result["bits_per_dim_at"] = {
@@ -374,6 +414,78 @@ def run(
 
 RECOMMENDED_BATCH = 512
 """The batch size of ``flowkit train``'s defaults (and of ``benchmarks/training.py``)."""
+
+
+def run_conditional(
+    names: list[str], *, budget: float, chunk: float, n_test: int, fm_lr: float, seed: int
+) -> dict[str, Any]:
+    """Class-conditional 8gaussians: conditional contestants against the true conditional.
+
+    The recommended field gets ``context_dim=8``; each batch and each test point
+    carries the one-hot component it was drawn from as its context.
+    """
+    table = contestants(fm_lr, 3e-3, 0.5)
+    values = {**RECOMMENDED, "field_options": {**RECOMMENDED["field_options"], "context_dim": 8}}
+    runners: dict[str, ObjectiveRunner] = {}
+    labelled = None
+    for name in names:
+        trainer = make_trainer(values, CONDITIONAL_DATASET, RECOMMENDED_BATCH, n_test, seed)
+        labelled = labelled or labelled_splits(trainer)
+        batches = ConditionalBatches(trainer, labelled)
+        runners[name] = ObjectiveRunner(trainer, table[name], budget, seed, batches)
+    assert labelled is not None and labelled.test_labels is not None
+    assert labelled.n_classes is not None
+    t1 = float(RECOMMENDED["t1"])
+    evaluate = ConditionalEvaluator(labelled.test, labelled.test_labels, labelled.n_classes, t1)
+    curves = _train_interleaved(CONDITIONAL_DATASET, runners, evaluate, budget, chunk)
+    true_nll = true_conditional_8gaussians_nll(labelled.test, labelled.test_labels, labelled)
+    marks = [s for s in (20, 60, 120, 180) if s <= budget] or [budget]
+    final = {k: c[-1][1] for k, c in curves.items()}
+    gap = {k: v - true_nll for k, v in final.items()}
+    return {
+        "dataset": CONDITIONAL_DATASET,
+        "conditional": True,
+        "context": "one-hot mixture component (8 classes); field context_dim=8",
+        "budget_s": budget,
+        "chunk_s": chunk,
+        "n_test": len(labelled.test),
+        "options": {"fm_lr": fm_lr, "seed": seed},
+        "recommended": RECOMMENDED,
+        "contestants": {name: [vars(p) for p in table[name]] for name in runners},
+        "curves": curves,
+        "iterations": {k: r.iteration for k, r in runners.items()},
+        "median_train_nfe_per_iteration": {
+            k: statistics.median(r.nfe) if r.nfe else None for k, r in runners.items()
+        },
+        "nll_at": {k: {str(s): _at(c, s) for s in marks} for k, c in curves.items()},
+        "final_conditional_nll": final,
+        "true_conditional_nll_on_test": true_nll,
+        "gap_to_true_nats": gap,
+        "goal_gap_nats": GOAL_GAP_NATS,
+        "goal_met": {k: abs(v) <= GOAL_GAP_NATS for k, v in gap.items()},
+    }
+
+
+def print_conditional_table(result: dict[str, Any]) -> None:
+    """The figures of :func:`run_conditional`, one row per contestant."""
+    marks = list(next(iter(result["nll_at"].values())))
+    print(
+        f"{'contestant':<20} {'iters':>7} "
+        + " ".join(f"{'cNLL@' + s + 's':>10}" for s in marks)
+        + f" {'gap':>8} {'goal':>5}"
+    )
+    for name in result["curves"]:
+        print(
+            f"{name:<20} {result['iterations'][name]:>7} "
+            + " ".join(f"{_fmt(result['nll_at'][name][s]):>10}" for s in marks)
+            + f" {result['gap_to_true_nats'][name]:>+8.4f}"
+            + f" {'met' if result['goal_met'][name] else 'no':>5}"
+        )
+    print(
+        f"true conditional density NLL on the test points: "
+        f"{result['true_conditional_nll_on_test']:.4f} (goal: within "
+        f"{result['goal_gap_nats']} nats)"
+    )
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -426,9 +538,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="A smoke run of a few seconds.")
     parser.add_argument("--dataset", default="8gaussians", help="A flowkit train data set.")
     parser.add_argument(
+        "--conditional",
+        action="store_true",
+        help="The class-conditional 8gaussians goal (contestants: "
+        f"{', '.join(CONDITIONAL_CONTESTANTS)}).",
+    )
+    parser.add_argument(
         "--contestants",
-        default=",".join(CONTESTANTS),
-        help=f"Comma-separated, from: {', '.join(CONTESTANTS)}.",
+        default=None,
+        help=f"Comma-separated, from: {', '.join(CONTESTANTS)} (default: all; "
+        f"with --conditional: {', '.join(CONDITIONAL_CONTESTANTS)}).",
     )
     parser.add_argument("--budget", type=float, default=60.0, help="Training seconds each.")
     parser.add_argument("--chunk", type=float, default=5.0, help="Seconds between evaluations.")
@@ -464,12 +583,21 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.budget, args.chunk, args.n_test, args.n_samples = 1.0, 0.5, 300, 300
-    names = [c.strip() for c in args.contestants.split(",") if c.strip()]
-    unknown = [c for c in names if c not in CONTESTANTS]
+    allowed = CONDITIONAL_CONTESTANTS if args.conditional else CONTESTANTS
+    chosen = ",".join(allowed) if args.contestants is None else args.contestants
+    names = [c.strip() for c in chosen.split(",") if c.strip()]
+    unknown = [c for c in names if c not in allowed]
     if unknown or not names:
+        mode = " with --conditional" if args.conditional else ""
         raise UsageError(
-            f"unknown contestant(s) {', '.join(unknown) or '(none given)'}; "
-            f"choose from: {', '.join(CONTESTANTS)}."
+            f"unknown contestant(s){mode} {', '.join(unknown) or '(none given)'}; "
+            f"choose from: {', '.join(allowed)}."
+        )
+    if args.conditional and args.dataset != CONDITIONAL_DATASET:
+        raise UsageError(
+            f"--conditional measures class-conditional {CONDITIONAL_DATASET} (the one data set "
+            f"with a known true conditional density), not {args.dataset!r}; pass "
+            f"--dataset {CONDITIONAL_DATASET} or drop --conditional."
         )
     if args.budget <= 0 or args.chunk <= 0:
         raise UsageError("--budget and --chunk must be positive seconds.")
@@ -477,15 +605,44 @@ def _main(argv: list[str] | None) -> int:
         raise UsageError(
             f"--switch must be between 0 and 1 (a share of the budget), got {args.switch}."
         )
-    out = Path(args.out or f"bench-out/objectives/objectives-{args.dataset}-{args.budget:g}s.json")
+    kind = "conditional-" if args.conditional else ""
+    out = Path(
+        args.out or f"bench-out/objectives/objectives-{kind}{args.dataset}-{args.budget:g}s.json"
+    )
     if out.exists() and not args.overwrite:
         raise UsageError(f"{out} exists; pass --overwrite to replace it, or choose another --out.")
     torch.set_num_threads(1)
     print(
-        f"objectives: {args.dataset}, {args.budget:g} s each, contestants {', '.join(names)}",
+        f"objectives: {kind}{args.dataset}, {args.budget:g} s each, contestants {', '.join(names)}",
         flush=True,
     )
-    result = run(
+    if args.conditional:
+        result = run_conditional(
+            names,
+            budget=args.budget,
+            chunk=args.chunk,
+            n_test=args.n_test,
+            fm_lr=args.fm_lr,
+            seed=args.seed,
+        )
+    else:
+        result = _run_unconditional(args, names)
+    report = {
+        "torch": torch.__version__,
+        "threads": 1,
+        "quick": args.quick,
+        "command": sys.argv if argv is None else ["benchmarks/objectives.py", *argv],
+        **result,
+    }
+    (print_conditional_table if args.conditional else print_table)(result)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+def _run_unconditional(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    return run(
         args.dataset,
         names,
         budget=args.budget,
@@ -497,18 +654,6 @@ def _main(argv: list[str] | None) -> int:
         switch=args.switch,
         seed=args.seed,
     )
-    report = {
-        "torch": torch.__version__,
-        "threads": 1,
-        "quick": args.quick,
-        "command": sys.argv if argv is None else ["benchmarks/objectives.py", *argv],
-        **result,
-    }
-    print_table(result)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":
