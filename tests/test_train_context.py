@@ -334,3 +334,33 @@ def test_a_label_for_an_unconditional_run_is_a_one_line_error(tmp_path: Path) ->
     )
     _one_line_error(result, "trained without --context", "drop --label")
     assert json.loads((run_dir / "results.json").read_text())["conditional"] is False
+
+
+def test_digits_with_their_labels(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    config = TrainConfig(
+        **{
+            **TINY,
+            "data": "digits",
+            "objective": "flow_matching",
+            "iterations": 2,
+            "val_every": 2,
+            "trace": "hutchinson",
+            "eval_integrator": "rk4",
+            "eval_integrator_options": {"n_steps": 2},
+            "eval_batch_size": 200,
+        }
+    )
+    run_dir = tmp_path / "run"
+    result = Trainer(config, run_dir=run_dir).fit()
+    assert result.conditional and flowkit.load(run_dir).field.context_dim == 10
+    values = json.loads(runner.invoke(app, ["evaluate", str(run_dir), "--json"]).output)
+    assert values["nll"] == pytest.approx(result.test_nll, rel=1e-12)
+    samples = tmp_path / "seven.npy"
+    args = ["sample", str(run_dir), "-n", "4", "--label", "7", "--out", str(samples)]
+    assert runner.invoke(app, args).exit_code == 0
+    assert np.load(samples).shape == (4, 64)
+    other = tmp_path / "ten.npy"
+    wrong = runner.invoke(app, ["sample", str(run_dir), "--label", "10", "--out", str(other)])
+    _one_line_error(wrong, "--label 10 is out of range", "0..9")
+    assert not other.exists()
