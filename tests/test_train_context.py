@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ from typer.testing import CliRunner
 import flowkit
 from flowkit.cli.app import app, attach_subcommands
 from flowkit.data import TOY_CLASSES, one_hot, sample_toy
+from flowkit.interfaces import Objective, ObjectiveResult
 from flowkit.matching import rectified_flow_loss, reflow_pairs
+from flowkit.registry import build_registry, reset_registry
 from flowkit.train import ConfigError, TrainConfig, Trainer, train
 from flowkit.train.checkpoint import load_checkpoint
 from flowkit.train.config import dump_toml, load_toml
@@ -300,6 +303,26 @@ def test_context_dim_mismatch_is_a_one_line_error(tmp_path: Path) -> None:
         Trainer(TrainConfig(**{**TINY, "field_options": {"context_dim": 3}}), write=False)
     same = Trainer(TrainConfig(**{**TINY, "field_options": {"context_dim": 8}}), write=False)
     assert same.model.field.context_dim == 8
+
+
+class _Unconditional(Objective):
+    """An objective plugin that declares no context (``accepts_context`` False)."""
+
+    def loss(self, model, batch, *, context=None, generator=None):  # type: ignore[no-untyped-def]
+        loss = model.field(torch.zeros((), dtype=batch.dtype), batch).pow(2).mean()
+        return ObjectiveResult(loss, {})
+
+
+def test_an_objective_without_context_is_refused_for_a_conditional_run(tmp_path: Path) -> None:
+    module = types.ModuleType("plain_objective")
+    module.flowkit_register_objectives = flowkit.hookimpl(  # type: ignore[attr-defined]
+        lambda register: register("plain_loss", _Unconditional)
+    )
+    reset_registry(build_registry(autoload=False, plugins=[("plain_objective", module)]))
+    config = TrainConfig(**{**TINY, "objective": "plain_loss"})
+    with pytest.raises(ConfigError, match="'plain_loss' takes no context"):
+        Trainer(config, write=False)
+    assert Trainer(config.replace(context=False), write=False).objective is not None
 
 
 def test_context_with_several_processes_is_refused() -> None:
