@@ -8,7 +8,9 @@ registry and called as ``objective.loss(model, batch, generator=...)``; a
 schedule runs stages of objectives one after the other, and a
 ``rectified_flow`` stage's teacher is a frozen copy of the model as the stage
 begins. Validation and test NLLs are always solved by the evaluation
-integrator, whatever the objective.
+integrator, whatever the objective. A conditional run (``context``, see
+:mod:`flowkit.train.context`) passes each batch's one-hot labels as the
+context to the objective and to every evaluation.
 
 :class:`Trainer` owns one run: the data, the model, the optimiser and schedule,
 the sampler and every random generator, the logs and the checkpoints
@@ -387,6 +389,7 @@ class Trainer(CheckpointedRun, EvaluatedRun):
             t1 = self._end_time()
         x, context = self.next_batch_and_context()
         x = self.local_share(x)
+        context = self.local_share(context) if context is not None else None
         self.optimizer.zero_grad(set_to_none=True)
         try:
             if self.objective is None:
