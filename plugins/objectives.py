@@ -297,8 +297,10 @@ class RectifiedFlow(Objective):
 
     Arguments:
         teacher: the previous stage: a :class:`flowkit.CNF` (its ``transform``
-            maps noise to samples) or any callable ``z -> x`` (called as
-            ``teacher(z, context=context)`` when a context is given).
+            maps noise to samples; a conditional CNF maps each noise row under
+            its own context row, so the pairs are drawn per context) or any
+            callable ``z -> x`` (called as ``teacher(z, context=context)`` when a
+            context is given).
         batch_size: push the noise through the teacher in chunks of at most
             this many rows (``None``: all at once).
 
@@ -307,8 +309,8 @@ class RectifiedFlow(Objective):
     Raises:
         TypeError: if ``teacher`` is not a CNF or callable.
         ValueError: for a bad ``batch_size``.
-        InvalidInputError: in :meth:`loss`, for a bad batch or context, or a
-            context with a CNF teacher (CNFs take no context yet).
+        InvalidInputError: in :meth:`loss`, for a bad batch or context (a CNF
+            teacher checks the context as :meth:`flowkit.CNF.check_context` does).
     """
 
     simulation_free: ClassVar[bool] = True
@@ -348,11 +350,6 @@ class RectifiedFlow(Objective):
         ensure_compatible(objective=self, field=model.field, trace=model.trace)
         batch = model.check_input(batch, "batch")
         _check_context(context, batch)
-        if context is not None and isinstance(self.teacher, CNF):
-            raise InvalidInputError(
-                "rectified_flow got a context, but its teacher is a CNF, which takes no "
-                "context yet; pass a teacher callable accepting context=, or drop the context."
-            )
         sampler = self.teacher.transform if isinstance(self.teacher, CNF) else self.teacher
         z = _noise(model, batch, generator)
         pairs = reflow_pairs(sampler, z, context=context, batch_size=self.batch_size)

@@ -58,6 +58,12 @@ def sample_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the base samples."),
     weights: str = typer.Option("best", "--weights", help=_WEIGHTS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    label: Optional[int] = typer.Option(  # noqa: UP045
+        None,
+        "--label",
+        help="Class to sample (0..classes-1); required for a run trained with --context, "
+        "refused for one trained without.",
+    ),
 ) -> None:
     """Write samples of a trained run, in the data's units, to a .npy file."""
     import numpy as np
@@ -73,11 +79,14 @@ def sample_command(
         raise CliUsageError(f"-n must be a positive number of samples, got {n}.")
     options = _options(integrator_options)
     run = load_run(run_dir, weights=_weights(weights))
-    x = sample_run(run, n, integrator=integrator, integrator_options=options, seed=seed)
+    x = sample_run(
+        run, n, integrator=integrator, integrator_options=options, seed=seed, label=label
+    )
     if not target.parent.is_dir():
         raise CliUsageError(f"The folder of --out {target} does not exist; create it first.")
     np.save(target, x.detach().cpu().numpy())
-    typer.echo(f"wrote {n} samples of dimension {x.shape[1]} to {target}")
+    of_class = f" of class {label}" if label is not None else ""
+    typer.echo(f"wrote {n} samples{of_class} of dimension {x.shape[1]} to {target}")
 
 
 def evaluate_command(
@@ -122,8 +131,9 @@ def evaluate_command(
     if as_json:
         typer.echo(result.to_json())
         return
+    given = " given the labels" if result.conditional else ""
     typer.echo(
-        f"{split} NLL: {result.nll_data:.4f} nats ({result.samples} samples; "
+        f"{split} NLL{given}: {result.nll_data:.4f} nats ({result.samples} samples; "
         f"{result.integrator} {result.integrator_options}, trace {result.trace})"
     )
     if result.bits_per_dim is not None:

@@ -196,12 +196,13 @@ def train_command(**kwargs: Any) -> None:
         f"stopped after {result.iterations} iterations ({result.stop_reason}), "
         f"{result.train_seconds:.1f} s of training"
     )
+    given = " given the labels" if result.conditional else ""
     if result.best_val_nll is not None:
         typer.echo(
-            f"best validation NLL: {result.best_val_nll:.4f} nats "
+            f"best validation NLL{given}: {result.best_val_nll:.4f} nats "
             f"(iteration {result.best_iteration})"
         )
-    typer.echo(f"test NLL: {result.test_nll_data:.4f} nats")
+    typer.echo(f"test NLL{given}: {result.test_nll_data:.4f} nats")
     if result.test_bits_per_dim is not None:
         typer.echo(f"test bits/dim: {result.test_bits_per_dim:.4f}")
 

@@ -78,6 +78,13 @@ class TrainConfig:
     val_fraction: float = _opt("data", "Validation fraction of digits or a file.", 0.1)
     test_fraction: float = _opt("data", "Test fraction of digits or a file.", 0.1)
     standardize: bool = _opt("data", "Standardise a file's features (training statistics).", True)
+    context: bool = _opt(
+        "data",
+        "Conditional training: the data's class labels (toy densities' mixture parts, "
+        "the digits' 0-9), one-hot, are the context of the flow; the field's context_dim "
+        "is set to the number of classes, and validation and test NLLs are conditional.",
+        False,
+    )
     # -- model ----------------------------------------------------------------------
     field: str = _opt("model", "Vector field (registered name; see `flowkit list`).", "mlp")
     field_options: dict[str, Any] = dataclasses.field(
@@ -259,6 +266,11 @@ class TrainConfig:
             raise ConfigError(
                 f"batch_size={self.batch_size} must be divisible by nproc={self.nproc} so every "
                 "process gets an equal share of the global batch."
+            )
+        if self.context and self.nproc > 1:
+            raise ConfigError(
+                "--context trains with one process only (the distributed path carries no "
+                "labels); use --nproc 1."
             )
         self._validate_objectives()
         for name, weight in self.regularizers.items():

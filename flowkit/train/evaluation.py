@@ -10,6 +10,7 @@ stopping, and the model that is finally reported.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -39,6 +40,7 @@ class EvaluatedRun:
     best_iteration: int | None
     bad_validations: int
     best_state: dict[str, Tensor] | None
+    split_context: Callable[..., Tensor | None]
 
     def evaluation_model(self, model: nn.Module | None = None) -> nn.Module:
         """``model`` (default: the trained one) solved by the evaluation integrator.
@@ -56,8 +58,13 @@ class EvaluatedRun:
         return build_eval_model(model, self.config)
 
     @torch.no_grad()
-    def evaluate(self, x: Tensor, *, model: nn.Module | None = None) -> float:
+    def evaluate(
+        self, x: Tensor, *, model: nn.Module | None = None, context: Tensor | None = None
+    ) -> float:
         """Mean NLL (model space, nats) of ``x`` at the configured end time.
+
+        With a ``context`` (one row per row of ``x``; a conditional run) it is
+        the conditional NLL, ``-mean log p(x | context)``.
 
         The model is solved by the evaluation integrator (see
         :meth:`evaluation_model`). The work is split across ranks and in chunks
@@ -68,11 +75,15 @@ class EvaluatedRun:
         model = self.evaluation_model(model)
         model.eval()
         share = x[self.ctx.rank :: self.ctx.world_size] if self.ctx.distributed else x
+        size = self.config.eval_batch_size
+        if context is not None and self.ctx.distributed:
+            context = context[self.ctx.rank :: self.ctx.world_size]
+        contexts = context.split(size) if context is not None else [None] * len(share.split(size))
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.config.seed + 5)
-            for chunk in share.split(self.config.eval_batch_size):
-                total += -model.log_prob(chunk).to(torch.float64).sum()
+            for chunk, chunk_context in zip(share.split(size), contexts, strict=True):
+                total += -model.log_prob(chunk, chunk_context).to(torch.float64).sum()
         if self.ctx.distributed:
             dist.all_reduce(total)
         return float(total) / len(x)
@@ -80,9 +91,11 @@ class EvaluatedRun:
     def validate(self) -> float:
         """Validation NLL; updates the best model and the early-stopping counter."""
         val = self.data.val
+        context = self.split_context("val", val)
         if self.config.val_size is not None:
             val = val[: self.config.val_size]
-        nll = self.evaluate(val)
+            context = context[: self.config.val_size] if context is not None else None
+        nll = self.evaluate(val, context=context)
         if self.best_val_nll is None or nll < self.best_val_nll:
             self.best_val_nll = nll
             self.best_iteration = self.iteration

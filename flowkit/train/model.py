@@ -95,6 +95,7 @@ def check_components(config: TrainConfig) -> None:
     """
     from flowkit.kinds import kind_info
     from flowkit.registry import get_registry
+    from flowkit.train.context import check_context_config
 
     registry = get_registry()
     for kind, name, options, key in _component_options(config):
@@ -121,6 +122,7 @@ def check_components(config: TrainConfig) -> None:
             f"in {table}; valid options: {', '.join(valid) or '(none)'}. Fix "
             f"--{table.replace('_', '-')} or {table} in the configuration file."
         )
+    check_context_config(config)
 
 
 @contextmanager
@@ -195,6 +197,9 @@ def build_model(
 ) -> torch.nn.Module:
     """The :class:`flowkit.cnf.CNF` of ``config`` for data of ``dim`` features.
 
+    A conditional run (``context``) gets a field with ``context_dim`` equal to
+    its data's number of classes.
+
     Components are resolved by name in the registry; unknown names or options
     and incompatible choices raise before any training starts.
 
@@ -203,6 +208,7 @@ def build_model(
         ConfigError: an option value a component refuses.
     """
     from flowkit.cnf import CNF
+    from flowkit.train.context import model_field_options
 
     trace = model_trace(config, dim)
     with _option_values("model"):
@@ -213,7 +219,7 @@ def build_model(
             config.gradient,
             dim=dim,
             t1=config.t1,
-            field_options=dict(config.field_options),
+            field_options=model_field_options(config),
             integrator_options=dict(config.integrator_options),
             trace_options=dict(config.trace_options) if trace == config.trace else {},
             gradient_options=dict(config.gradient_options),

@@ -86,19 +86,39 @@ def plot_samples_2d(model: nn.Module, data: Tensor, path: str | Path, *, n: int 
 
 
 @torch.no_grad()
-def sample_paths(model: nn.Module, n: int, steps: int = 41) -> Tensor:
+def sample_paths(
+    model: nn.Module, n: int, steps: int = 41, *, context: Tensor | None = None
+) -> Tensor:
     """Paths of ``n`` samples from the base (t0) to the data (t1), shape ``(steps, n, dim)``.
 
-    Uses the model's own field and integrator through :func:`flowkit.solve.solve`.
+    Uses the model's own field and integrator through :func:`flowkit.solve.solve`;
+    a conditional model's paths follow ``context`` (one row per sample).
     """
     from flowkit.solve import solve
 
+    if hasattr(model, "sample_labels"):  # a MarginalModel: labels drawn by the class weights
+        from flowkit.train.context import label_context
+
+        labels = model.sample_labels(n)
+        p = next(model.model.parameters())
+        context = label_context(labels, model.n_classes, torch.empty(0, dtype=p.dtype))
+        model = model.model
     field = model.field
     z = model.sample_base(n) if hasattr(model, "sample_base") else None
     if z is None:
         p = next(model.parameters())
         z = torch.randn(n, model.dim, dtype=p.dtype, device=p.device)
     ts = torch.linspace(float(model.t0), float(model.t1), steps, dtype=z.dtype, device=z.device)
+    if context is not None:
+        bound = context.to(device=z.device, dtype=z.dtype)
+        sol = solve(
+            lambda t, x: field(t, x, context=bound),
+            z,
+            ts,
+            integrator=model.integrator,
+            gradient="backprop",
+        )
+        return sol.ys  # type: ignore[return-value]
     sol = solve(lambda t, x: field(t, x), z, ts, integrator=model.integrator, gradient="backprop")
     return sol.ys  # type: ignore[return-value]
 

@@ -23,6 +23,8 @@ class TrainResult:
         test_nll_data: the same in the data's own units.
         test_bits_per_dim: bits per dimension for quantised data (digits).
         final_loss: the last training loss.
+        conditional: whether the run was trained with ``context`` (class labels);
+            its validation and test NLLs are then conditional, ``-log p(x | label)``.
     """
 
     run_dir: str
@@ -35,4 +37,5 @@ class TrainResult:
     test_nll_data: float
     test_bits_per_dim: float | None
     final_loss: float
+    conditional: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

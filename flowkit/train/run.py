@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from flowkit.train.config import ConfigError, TrainConfig
+from flowkit.train.context import MarginalModel
 from flowkit.train.distributed import DistContext, default_backend, init_from_env, launch
 from flowkit.train.model import check_components, resolve_device
 from flowkit.train.plots import (
@@ -47,6 +48,10 @@ def write_outputs(trainer: Trainer) -> list[Path]:
     """
     model = trainer.evaluation_model(trainer.final_model())
     data = trainer.data
+    if trainer.config.context and data.train_labels is not None and data.n_classes:
+        counts = torch.bincount(data.train_labels.cpu(), minlength=data.n_classes)
+        weights = (counts.double() / counts.sum()).to(device=trainer.device)
+        model = MarginalModel(model, weights)
     out = trainer.run_dir
     written: list[Path] = []
     if data.dim == 2:

@@ -16,6 +16,11 @@ Decisions:
     * Samples and NLLs are reported in the data's units: the run's data set is
       loaded again from its configuration (same seed, same splits), so a data
       file must still be readable at the path the run was given.
+    * A conditional run (trained with ``context``) comes back as a conditional
+      model (``context_dim`` = its data's number of classes): it is sampled
+      for one class, ``label``, which must be given (there is no silent
+      default class), and evaluated by the conditional NLL of each held-out
+      point under its own label.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from flowkit.cnf import CNF
 from flowkit.data import DataSplits, load_dataset
 from flowkit.train.checkpoint import CheckpointError, load_checkpoint
 from flowkit.train.config import ConfigError, TrainConfig, load_toml
+from flowkit.train.context import context_width, label_context
 from flowkit.train.model import build_model, eval_trace, model_trace, resolve_dtype
 from flowkit.train.rundir import CHECKPOINT_NAME, CONFIG_NAME, RunDirError
 
@@ -67,6 +73,7 @@ def _load_data(c: TrainConfig, device: torch.device) -> DataSplits:
         standardize=c.standardize,
         dtype=resolve_dtype(c.dtype),
         device=device,
+        labels=c.context,
     )
 
 
@@ -182,19 +189,39 @@ def sample_run(
     integrator: str | None = None,
     integrator_options: dict[str, Any] | None = None,
     seed: int = 0,
+    label: int | None = None,
 ) -> Tensor:
     """``n`` samples of the run's model in the data's units (standardisation undone).
 
     The solver defaults to the run's evaluation integrator, whose options
     ``integrator_options`` update; another integrator takes only the options given.
+    A conditional run's samples are those of class ``label`` (its one-hot context).
 
     Raises:
-        ConfigError: ``n`` not positive, or an option value the integrator refuses.
+        ConfigError: ``n`` not positive, an option value the integrator refuses,
+            a ``label`` missing for a conditional run, given for an unconditional
+            one, or outside the run's classes.
         UnknownComponentError: an unknown integrator.
     """
     if n <= 0:
         raise ConfigError(f"-n must be a positive number of samples, got {n}.")
     c = run.config
+    width = context_width(c)
+    if width is None and label is not None:
+        raise ConfigError(
+            f"--label {label}: the run in {run.run_dir} was trained without --context, so its "
+            "model takes no label; drop --label."
+        )
+    if width is not None and label is None:
+        raise ConfigError(
+            f"The run in {run.run_dir} is conditional (trained with --context on {c.data!r}); "
+            f"pass --label K with K in 0..{width - 1} to sample that class."
+        )
+    if width is not None and label is not None and not 0 <= label < width:
+        raise ConfigError(
+            f"--label {label} is out of range: {c.data!r} has {width} classes, labels "
+            f"0..{width - 1}."
+        )
     options = dict(integrator_options or {})
     if integrator is None or integrator == c.eval_integrator:
         options = {**c.eval_integrator_options, **options}
@@ -202,7 +229,12 @@ def sample_run(
     model.eval()
     torch.manual_seed(seed)
     with torch.no_grad():
-        x = model.sample(n)
+        z = model.sample_base(n)
+        context = None
+        if width is not None and label is not None:
+            labels = torch.full((n,), label, dtype=torch.long, device=z.device)
+            context = label_context(labels, width, z)
+        x = model.transform(z, context)
     return run.data().to_data_space(x)
 
 
@@ -218,6 +250,7 @@ class Evaluation:
     integrator: str
     integrator_options: dict[str, Any]
     trace: str
+    conditional: bool = False
 
     def to_json(self) -> str:
         """One JSON object (non-finite numbers as null)."""
@@ -240,6 +273,9 @@ def evaluate_run(
 ) -> Evaluation:
     """Mean NLL of a held-out split under any integrator and trace estimator.
 
+    For a conditional run it is the conditional NLL, each point under its own
+    label (``conditional`` is then true).
+
     Defaults: the run's evaluation integrator (with its options, updated by
     ``integrator_options``), the run's evaluation trace estimator, its evaluation batch
     size and its evaluation seed (``seed + 5``, as during training), so that
@@ -261,11 +297,16 @@ def evaluate_run(
     model.eval()
     data = run.data()
     x = getattr(data, split)
+    size = batch_size or c.eval_batch_size
+    labels = getattr(data, f"{split}_labels")
+    contexts: list[Tensor | None] = [None] * len(x.split(size))
+    if c.context and labels is not None and data.n_classes is not None:
+        contexts = list(label_context(labels, data.n_classes, x).split(size))
     total = torch.zeros((), dtype=torch.float64)
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(c.seed + 5 if seed is None else seed)
-        for chunk in x.split(batch_size or c.eval_batch_size):
-            total += -model.log_prob(chunk).to(torch.float64).sum().cpu()
+        for chunk, context in zip(x.split(size), contexts, strict=True):
+            total += -model.log_prob(chunk, context).to(torch.float64).sum().cpu()
     nll = float(total) / len(x)
     trace_name = trace if trace is not None else eval_trace(c, run.model.dim)
     return Evaluation(
@@ -277,4 +318,5 @@ def evaluate_run(
         integrator=integrator,
         integrator_options=options,
         trace=trace_name,
+        conditional=c.context,
     )

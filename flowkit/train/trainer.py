@@ -8,7 +8,9 @@ registry and called as ``objective.loss(model, batch, generator=...)``; a
 schedule runs stages of objectives one after the other, and a
 ``rectified_flow`` stage's teacher is a frozen copy of the model as the stage
 begins. Validation and test NLLs are always solved by the evaluation
-integrator, whatever the objective.
+integrator, whatever the objective. A conditional run (``context``, see
+:mod:`flowkit.train.context`) passes each batch's one-hot labels as the
+context to the objective and to every evaluation.
 
 :class:`Trainer` owns one run: the data, the model, the optimiser and schedule,
 the sampler and every random generator, the logs and the checkpoints
@@ -43,6 +45,7 @@ from torch import Tensor, nn
 from flowkit.data import BatchSampler, DataSplits, load_dataset
 from flowkit.errors import FlowkitError, InvalidInputError, NonFiniteStateError
 from flowkit.train.config import ConfigError, TrainConfig, dump_toml, is_maximum_likelihood
+from flowkit.train.context import check_labelled_data, label_context
 from flowkit.train.distributed import DistContext
 from flowkit.train.evaluation import EvaluatedRun
 from flowkit.train.logger import MetricsLogger, tensorboard_available
@@ -69,8 +72,12 @@ class _LossModule(nn.Module):
         super().__init__()
         self.cnf = cnf
 
-    def forward(self, x: Tensor, t1: float | None) -> tuple[Tensor, Tensor]:
-        return self.cnf.log_prob_and_regularization(x, t1=t1)  # type: ignore[no-any-return]
+    def forward(
+        self, x: Tensor, t1: float | None, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        return self.cnf.log_prob_and_regularization(  # type: ignore[no-any-return]
+            x, t1=t1, context=context
+        )
 
 
 class Trainer(CheckpointedRun, EvaluatedRun):
@@ -133,8 +140,10 @@ class Trainer(CheckpointedRun, EvaluatedRun):
             standardize=config.standardize,
             dtype=self.dtype,
             device=self.device,
+            labels=config.context,
         )
         self._check_data()
+        check_labelled_data(config, self.data)
 
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.model = build_model(config, self.data.dim, device=self.device, dtype=self.dtype)
@@ -266,6 +275,11 @@ class Trainer(CheckpointedRun, EvaluatedRun):
             self.objective = None  # compute_loss: the trainer's own numbers, DDP-aware
             return
         spec = get_registry().get("objective", name)
+        if self.config.context and not spec.capabilities.get("accepts_context", False):
+            raise ConfigError(
+                f"The objective {name!r} takes no context, so it cannot train a --context "
+                "run; use maximum_likelihood, flow_matching or rectified_flow."
+            )
         if spec.name == "rectified_flow":
             import copy
 
@@ -319,16 +333,36 @@ class Trainer(CheckpointedRun, EvaluatedRun):
 
     def next_batch(self) -> Tensor:
         """The next global training batch (every rank draws the same one)."""
-        idx = self.sampler.next_indices().to(self.data.train.device)
-        return self.data.train_batch(idx, self.dequant_generator)
+        return self.next_batch_and_context()[0]
 
-    def compute_loss(self, x: Tensor, t1: float | None = None) -> tuple[Tensor, dict[str, Any]]:
-        """Loss of a local batch: mean NLL plus the weighted mean regularizers.
+    def next_batch_and_context(self) -> tuple[Tensor, Tensor | None]:
+        """The next global training batch and its context (one-hot labels; ``None``
+        for an unconditional run)."""
+        idx = self.sampler.next_indices().to(self.data.train.device)
+        x = self.data.train_batch(idx, self.dequant_generator)
+        return x, self.split_context("train", x, idx)
+
+    def split_context(self, split: str, x: Tensor, index: Tensor | None = None) -> Tensor | None:
+        """The context of ``split``'s rows ``index`` (all rows when ``None``), like ``x``.
+
+        ``None`` for an unconditional run.
+        """
+        labels = getattr(self.data, f"{split}_labels")
+        if not self.config.context or labels is None or self.data.n_classes is None:
+            return None
+        if index is not None:
+            labels = labels[index.to(labels.device)]
+        return label_context(labels, self.data.n_classes, x)
+
+    def compute_loss(
+        self, x: Tensor, t1: float | None = None, context: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Any]]:
+        """Loss of a local batch: mean NLL (given ``context``) plus the weighted mean regularizers.
 
         Returns:
             ``(loss, metrics)`` with the NLL and each regularizer's mean.
         """
-        logp, reg = self.loss_module(x, t1)
+        logp, reg = self.loss_module(x, t1, context)
         nll = -logp.mean()
         loss = nll
         metrics: dict[str, Any] = {"nll": nll.detach()}
@@ -353,13 +387,18 @@ class Trainer(CheckpointedRun, EvaluatedRun):
         t1: float | None = None
         if self.objective is None:
             t1 = self._end_time()
-        x = self.local_share(self.next_batch())
+        x, context = self.next_batch_and_context()
+        x = self.local_share(x)
+        context = self.local_share(context) if context is not None else None
         self.optimizer.zero_grad(set_to_none=True)
         try:
             if self.objective is None:
-                loss, metrics = self.compute_loss(x, t1)
+                loss, metrics = self.compute_loss(x, t1, context)
             else:
-                result = self.objective.loss(self.model, x, generator=self.objective_generator)
+                extra = {} if context is None else {"context": context}
+                result = self.objective.loss(
+                    self.model, x, generator=self.objective_generator, **extra
+                )
                 loss = result.loss
                 metrics = {
                     k: torch.as_tensor(v, dtype=torch.float64) for k, v in result.metrics.items()
@@ -481,7 +520,9 @@ class Trainer(CheckpointedRun, EvaluatedRun):
     def finish(self, reason: str) -> TrainResult:
         """Test the final model and write ``results.json``."""
         model = self.final_model()
-        test_nll = self.evaluate(self.data.test, model=model)
+        test_nll = self.evaluate(
+            self.data.test, model=model, context=self.split_context("test", self.data.test)
+        )
         result = TrainResult(
             run_dir=str(self.run_dir),
             iterations=self.iteration,
@@ -493,6 +534,7 @@ class Trainer(CheckpointedRun, EvaluatedRun):
             test_nll_data=self.data.nll_in_data_units(test_nll),
             test_bits_per_dim=self.data.bits_per_dim(test_nll),
             final_loss=self.last_loss,
+            conditional=self.config.context,
         )
         if self.write:
             (self.run_dir / RESULTS_NAME).write_text(json.dumps(asdict(result), indent=2) + "\n")
