@@ -1,0 +1,61 @@
+"""The contestants of ``benchmarks/objectives.py``: objectives and schedules, by name.
+
+* :class:`Phase`: one stretch of a contestant's training (an objective, its options,
+  its share of the time budget, its learning rate).
+* :func:`contestants`: the compared objectives and schedules, each a list of phases.
+* :data:`CONTESTANTS` and :data:`CONDITIONAL_CONTESTANTS`: the names each mode accepts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from training_setups import RECOMMENDED
+
+__all__ = ["CONDITIONAL_CONTESTANTS", "CONTESTANTS", "Phase", "contestants"]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of a contestant's training.
+
+    Attributes:
+        objective: the registered objective's name.
+        options: its options (``teacher`` is added for a reflow stage).
+        until: the fraction of the time budget at which the phase ends.
+        lr: Adam's peak learning rate with cosine decay over the phase's seconds,
+            or ``None`` for the trainer's recommended optimiser and schedule.
+        teacher: pass the model at the phase start as ``teacher=`` (reflow).
+    """
+
+    objective: str
+    options: dict[str, Any] = field(default_factory=dict)
+    until: float = 1.0
+    lr: float | None = None
+    teacher: bool = False
+
+
+def contestants(fm_lr: float, finetune_lr: float, switch: float) -> dict[str, list[Phase]]:
+    """The compared objectives and schedules, by name."""
+    ml = Phase("maximum_likelihood", {"regularizers": dict(RECOMMENDED["regularizers"])})
+    return {
+        "maximum_likelihood": [ml],
+        "flow_matching": [Phase("flow_matching", {"coupling": "independent"}, lr=fm_lr)],
+        "flow_matching_ot": [Phase("flow_matching", {"coupling": "ot"}, lr=fm_lr)],
+        "fm_then_ml": [
+            Phase("flow_matching", {"coupling": "independent"}, until=switch, lr=fm_lr),
+            Phase(ml.objective, ml.options, lr=finetune_lr),
+        ],
+        "reflow": [
+            Phase("flow_matching", {"coupling": "independent"}, until=switch, lr=fm_lr),
+            Phase("rectified_flow", lr=fm_lr, teacher=True),
+        ],
+    }
+
+
+CONTESTANTS = tuple(contestants(1e-2, 3e-3, 0.5))
+"""The contestants' names, in the order they are reported."""
+
+CONDITIONAL_CONTESTANTS = ("maximum_likelihood", "flow_matching")
+"""The contestants of ``--conditional`` (the objectives the goal names)."""
