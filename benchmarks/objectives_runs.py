@@ -8,9 +8,7 @@
 
 from __future__ import annotations
 
-import math
 import statistics
-from collections.abc import Callable
 from typing import Any
 
 from objectives_conditional import (
@@ -24,12 +22,12 @@ from objectives_conditional import (
 from objectives_contestants import contestants
 from objectives_runner import ObjectiveRunner
 from objectives_samples import sample_distances, sample_quality
-from torch import nn
 from training_setups import (
     RECOMMENDED,
     TARGET_8GAUSSIANS,
     Evaluator,
     make_trainer,
+    train_interleaved,
     true_8gaussians_nll,
 )
 
@@ -48,32 +46,6 @@ def _at(curve: list[tuple[float, float]], seconds: float) -> float | None:
     """The NLL of the last evaluation at ``seconds`` of training (a last step may overrun 2 %)."""
     before = [nll for t, nll in curve if t <= 1.02 * seconds]
     return before[-1] if before else None
-
-
-def _train_interleaved(
-    dataset: str,
-    runners: dict[str, ObjectiveRunner],
-    evaluate: Callable[[nn.Module], float],
-    budget: float,
-    chunk: float,
-) -> dict[str, list[tuple[float, float]]]:
-    """Step the runners in turn, ``chunk`` training seconds at a time; their NLL curves."""
-    curves: dict[str, list[tuple[float, float]]] = {k: [] for k in runners}
-    for name, runner in runners.items():
-        curves[name].append((0.0, evaluate(runner.field)))
-    while any(r.train_seconds < budget for r in runners.values()):
-        name = min(runners, key=lambda k: runners[k].train_seconds)
-        runner = runners[name]
-        stop = min(budget, (math.floor(runner.train_seconds / chunk + 1e-9) + 1) * chunk)
-        while runner.train_seconds < stop:
-            runner.step()
-        curves[name].append((runner.train_seconds, evaluate(runner.field)))
-        print(
-            f"  {dataset} {name}: {runner.train_seconds:6.1f} s, it {runner.iteration:6d}, "
-            f"test NLL {curves[name][-1][1]:.4f}",
-            flush=True,
-        )
-    return curves
 
 
 _CONDITIONAL_NOTE = (
@@ -108,7 +80,7 @@ def run(
     }
     data = next(iter(runners.values())).trainer.data
     t1 = float(RECOMMENDED["t1"])
-    curves = _train_interleaved(dataset, runners, Evaluator(data.test, t1), budget, chunk)
+    curves = train_interleaved(dataset, runners, Evaluator(data.test, t1), budget, chunk)
     n = min(n_samples, len(data.test), len(data.val))
     reference = data.test[:n]
     marks = [s for s in (20, 60, 120, 180) if s <= budget] or [budget]
@@ -176,7 +148,7 @@ def run_conditional(
     assert labelled.n_classes is not None
     t1 = float(RECOMMENDED["t1"])
     evaluate = ConditionalEvaluator(labelled.test, labelled.test_labels, labelled.n_classes, t1)
-    curves = _train_interleaved(CONDITIONAL_DATASET, runners, evaluate, budget, chunk)
+    curves = train_interleaved(CONDITIONAL_DATASET, runners, evaluate, budget, chunk)
     true_nll = true_conditional_8gaussians_nll(labelled.test, labelled.test_labels, labelled)
     marks = [s for s in (20, 60, 120, 180) if s <= budget] or [budget]
     final = {k: c[-1][1] for k, c in curves.items()}

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import tomllib
@@ -59,6 +58,7 @@ from training_setups import (
     FlowkitRunner,
     PlainRunner,
     make_trainer,
+    train_interleaved,
     true_8gaussians_nll,
 )
 
@@ -132,21 +132,7 @@ def bench_quality(
         "plain_torchdiffeq": PlainRunner(plain_trainer, 512, 1e-3, 1e-5),
     }
     evaluate = Evaluator(trainer.data.test, recommended["t1"])
-    curves: dict[str, list[tuple[float, float]]] = {k: [] for k in runners}
-    for name, runner in runners.items():
-        curves[name].append((0.0, evaluate(runner.field)))
-    while any(r.train_seconds < budget for r in runners.values()):
-        name = min(runners, key=lambda k: runners[k].train_seconds)
-        runner = runners[name]
-        stop = min(budget, (math.floor(runner.train_seconds / chunk + 1e-9) + 1) * chunk)
-        while runner.train_seconds < stop:
-            runner.step()
-        curves[name].append((runner.train_seconds, evaluate(runner.field)))
-        print(
-            f"  {dataset} {name}: {runner.train_seconds:6.1f} s, it {runner.iteration:5d}, "
-            f"test NLL {curves[name][-1][1]:.4f}",
-            flush=True,
-        )
+    curves = train_interleaved(dataset, runners, evaluate, budget, chunk)
     plain_final = curves["plain_torchdiffeq"][-1][1]
     result: dict[str, Any] = {
         "dataset": dataset,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -27,6 +28,7 @@ from flowkit.data import BatchSampler
 from flowkit.train import TrainConfig, Trainer
 
 __all__ = [
+    "train_interleaved",
     "FFJORD_TOY",
     "RECOMMENDED",
     "TARGET_8GAUSSIANS",
@@ -201,3 +203,33 @@ def true_8gaussians_nll(x: Tensor) -> float:
     sq = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
     logp = torch.logsumexp(-sq / (2 * sigma**2), 1) - math.log(8 * 2 * math.pi * sigma**2)
     return float(-logp.mean())
+
+
+def train_interleaved(
+    dataset: str,
+    runners: Mapping[str, Any],
+    evaluate: Callable[[nn.Module], float],
+    budget: float,
+    chunk: float,
+) -> dict[str, list[tuple[float, float]]]:
+    """Step the runners in turn, ``chunk`` training seconds at a time; their NLL curves.
+
+    A runner has ``step()``, ``train_seconds``, ``iteration`` and ``field``; the
+    one behind in training time goes next, so all see the same machine load.
+    """
+    curves: dict[str, list[tuple[float, float]]] = {k: [] for k in runners}
+    for name, runner in runners.items():
+        curves[name].append((0.0, evaluate(runner.field)))
+    while any(r.train_seconds < budget for r in runners.values()):
+        name = min(runners, key=lambda k: runners[k].train_seconds)
+        runner = runners[name]
+        stop = min(budget, (math.floor(runner.train_seconds / chunk + 1e-9) + 1) * chunk)
+        while runner.train_seconds < stop:
+            runner.step()
+        curves[name].append((runner.train_seconds, evaluate(runner.field)))
+        print(
+            f"  {dataset} {name}: {runner.train_seconds:6.1f} s, it {runner.iteration:6d}, "
+            f"test NLL {curves[name][-1][1]:.4f}",
+            flush=True,
+        )
+    return curves
