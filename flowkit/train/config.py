@@ -7,9 +7,9 @@ two say exactly the same things. Components are chosen by registered name,
 with their options as TOML tables (``field_options = {hidden_dims = [64, 64]}``)
 or on the command line as ``--field-option hidden_dims=[64,64]``.
 
-The schedule's stages are checked in :mod:`flowkit.train.schedule`, TOML and
-``KEY=VALUE`` are read and written in :mod:`flowkit.train.config_io`; their
-public names are re-exported here.
+The schedule's stages are checked in :mod:`flowkit.train.schedule`, TOML is
+written and ``KEY=VALUE`` read in :mod:`flowkit.train.config_io`; their public
+names are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import tomllib
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from flowkit.train.config_io import dump_toml, load_toml, parse_assignment
+from flowkit.train.config_io import dump_toml, parse_assignment
 from flowkit.train.config_values import GROUPS, ConfigError, coerce
 from flowkit.train.schedule import (
     check_objective_options,
@@ -368,3 +370,20 @@ def _flatten(values: dict[str, Any], source: str) -> dict[str, Any]:
     if unknown:
         raise ConfigError(_unknown_message(unknown, source))
     return flat
+
+
+# -- TOML --------------------------------------------------------------------------------
+def load_toml(path: str | Path) -> TrainConfig:
+    """Read a configuration file.
+
+    Raises:
+        ConfigError: a missing or malformed file, unknown keys, bad values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Configuration file {path} does not exist.")
+    try:
+        values = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}.") from None
+    return TrainConfig.from_dict(values, source=str(path))

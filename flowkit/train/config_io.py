@@ -1,9 +1,10 @@
-"""Reading and writing a training configuration: TOML files and ``KEY=VALUE`` options.
+"""Writing a training configuration as TOML, and reading a command line's ``KEY=VALUE``.
 
-:func:`load_toml` reads a configuration file (keys at the top level or in the
-sections of :data:`~flowkit.train.config_values.GROUPS`), :func:`dump_toml`
-writes one back grouped in sections, and :func:`parse_assignment` reads a
-command line's ``KEY=VALUE`` with VALUE as a TOML value.
+:func:`dump_toml` writes a configuration as a TOML document grouped in the
+sections of :data:`~flowkit.train.config_values.GROUPS` (what
+:func:`flowkit.train.config.load_toml` reads back), and
+:func:`parse_assignment` reads a command line's ``KEY=VALUE`` with VALUE as a
+TOML value.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import dataclasses
 import json
 import math
 import tomllib
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowkit.train.config_values import GROUPS, ConfigError
@@ -20,25 +20,7 @@ from flowkit.train.config_values import GROUPS, ConfigError
 if TYPE_CHECKING:
     from flowkit.train.config import TrainConfig
 
-__all__ = ["dump_toml", "load_toml", "parse_assignment"]
-
-
-def load_toml(path: str | Path) -> TrainConfig:
-    """Read a configuration file.
-
-    Raises:
-        ConfigError: a missing or malformed file, unknown keys, bad values.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Configuration file {path} does not exist.")
-    try:
-        values = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}.") from None
-    from flowkit.train.config import TrainConfig  # config re-exports this module
-
-    return TrainConfig.from_dict(values, source=str(path))
+__all__ = ["dump_toml", "parse_assignment"]
 
 
 def _toml_value(value: Any) -> str:
