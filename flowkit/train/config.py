@@ -6,22 +6,31 @@ and one key of the TOML file (at the top level or in the section named by its
 two say exactly the same things. Components are chosen by registered name,
 with their options as TOML tables (``field_options = {hidden_dims = [64, 64]}``)
 or on the command line as ``--field-option hidden_dims=[64,64]``.
+
+The schedule's stages are checked in :mod:`flowkit.train.schedule`, TOML is
+written and ``KEY=VALUE`` read in :mod:`flowkit.train.config_io`; their public
+names are re-exported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from flowkit.errors import FlowkitError
+from flowkit.train.config_io import dump_toml, parse_assignment
+from flowkit.train.config_values import GROUPS, ConfigError, coerce
+from flowkit.train.schedule import (
+    check_objective_options,
+    check_stage,
+    is_maximum_likelihood,
+    parse_schedule,
+)
 
 __all__ = [
     "GROUPS",
@@ -34,13 +43,6 @@ __all__ = [
     "parse_assignment",
     "parse_schedule",
 ]
-
-GROUPS: tuple[str, ...] = ("data", "model", "optim", "output", "run")
-"""The TOML sections a configuration file may group its keys into."""
-
-
-class ConfigError(FlowkitError, ValueError):
-    """An invalid training configuration: unknown key, wrong type or value."""
 
 
 def _opt(group: str, help: str, default: Any = None) -> Any:
@@ -224,7 +226,7 @@ class TrainConfig:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            setattr(self, f.name, _coerce(f.name, value, hints[f.name]))
+            setattr(self, f.name, coerce(f.name, value, hints[f.name]))
         positive = (
             "n_train",
             "n_val",
@@ -291,11 +293,11 @@ class TrainConfig:
                     "Give either objective (with objective_options) or a schedule of stages, "
                     "not both; put the objective in a stage of the schedule."
                 )
-            stages = [_check_stage(i, stage) for i, stage in enumerate(self.schedule)]
+            stages = [check_stage(i, stage) for i, stage in enumerate(self.schedule)]
             self.schedule = stages
             self.iterations = sum(int(s["iterations"]) for s in stages)
         for objective, options, _ in self.stages():
-            _check_objective_options(objective, options)
+            check_objective_options(objective, options)
             if self.nproc > 1 and not is_maximum_likelihood(objective):
                 raise ConfigError(
                     f"Only maximum_likelihood trains with several processes, not {objective!r}; "
@@ -323,86 +325,6 @@ class TrainConfig:
         if unknown:
             raise ConfigError(_unknown_message(unknown, "replace()"))
         return dataclasses.replace(self, **changes)
-
-
-_STAGE_KEYS = ("objective", "iterations", "objective_options")
-_ML_NAMES = ("maximum_likelihood", "mle", "likelihood")
-_RESERVED_OPTIONS = {
-    "maximum_likelihood": {
-        "regularizers": "--regularizer NAME=WEIGHT (regularizers in the configuration)",
-        "steer": "--steer (steer in the configuration)",
-    },
-    "rectified_flow": {
-        "teacher": "nothing: the trainer sets it to a frozen copy of the model at the "
-        "start of the stage",
-    },
-}
-
-
-def is_maximum_likelihood(objective: str) -> bool:
-    """Whether ``objective`` names the built-in maximum likelihood (or one of its aliases)."""
-    return objective.strip().lower().replace("-", "_") in _ML_NAMES
-
-
-def _check_objective_options(objective: str, options: dict[str, Any]) -> None:
-    key = objective.strip().lower().replace("-", "_")
-    if key in _ML_NAMES:
-        key = "maximum_likelihood"
-    elif key == "reflow":
-        key = "rectified_flow"
-    for option, where in _RESERVED_OPTIONS.get(key, {}).items():
-        if option in options:
-            raise ConfigError(
-                f"objective_options {option!r} of {objective!r} is set by the trainer; "
-                f"give it with {where}."
-            )
-
-
-def _check_stage(index: int, stage: Any) -> dict[str, Any]:
-    where = f"schedule stage {index + 1}"
-    if not isinstance(stage, dict):
-        raise ConfigError(
-            f"{where} must be a table {{objective, iterations, objective_options}}, got {stage!r}."
-        )
-    unknown = sorted(set(stage) - set(_STAGE_KEYS))
-    if unknown:
-        hints = [
-            repr(k) + (f" (did you mean {close[0]!r}?)" if close else "")
-            for k in unknown
-            for close in [difflib.get_close_matches(k, _STAGE_KEYS, n=1, cutoff=0.6)]
-        ]
-        raise ConfigError(
-            f"Unknown key(s) {', '.join(hints)} in {where}; valid keys: {', '.join(_STAGE_KEYS)}."
-        )
-    for required in ("objective", "iterations"):
-        if required not in stage:
-            raise ConfigError(f"{where} lacks {required!r}; give objective and iterations.")
-    objective = _coerce(f"{where}.objective", stage["objective"], str)
-    iterations = _coerce(f"{where}.iterations", stage["iterations"], int)
-    if iterations <= 0:
-        raise ConfigError(f"{where}.iterations must be positive, got {iterations}.")
-    options = _coerce(
-        f"{where}.objective_options", stage.get("objective_options", {}), dict[str, Any]
-    )
-    return {"objective": objective, "iterations": iterations, "objective_options": options}
-
-
-def parse_schedule(text: str) -> list[dict[str, Any]]:
-    """Parse ``NAME:ITERATIONS,NAME:ITERATIONS`` (the command line's ``--schedule``).
-
-    Raises:
-        ConfigError: for an entry that is not ``NAME:ITERATIONS`` with a positive integer.
-    """
-    stages: list[dict[str, Any]] = []
-    for entry in text.split(","):
-        name, sep, count = entry.strip().partition(":")
-        if not sep or not name.strip() or not count.strip().isdigit() or int(count) <= 0:
-            raise ConfigError(
-                f"--schedule expects NAME:ITERATIONS[,NAME:ITERATIONS...] with positive "
-                f"iterations (e.g. flow_matching:800,maximum_likelihood:200), got {entry!r}."
-            )
-        stages.append({"objective": name.strip(), "iterations": int(count)})
-    return stages
 
 
 def config_fields() -> dict[str, dataclasses.Field[Any]]:
@@ -450,51 +372,6 @@ def _flatten(values: dict[str, Any], source: str) -> dict[str, Any]:
     return flat
 
 
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(name, value, inner)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{name} must be one of {', '.join(map(repr, args))}, got {value!r}.")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {value!r}.")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{name} must be an integer, got {value!r}.")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, got {value!r}.")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r}.")
-        return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name} must be a list, got {value!r}.")
-        return list(value)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{name} must be a table of KEY = VALUE, got {value!r}.")
-        value_hint = args[1]
-        return {
-            str(k): (_coerce(f"{name}.{k}", v, value_hint) if value_hint is not Any else v)
-            for k, v in value.items()
-        }
-    return value
-
-
 # -- TOML --------------------------------------------------------------------------------
 def load_toml(path: str | Path) -> TrainConfig:
     """Read a configuration file.
@@ -510,57 +387,3 @@ def load_toml(path: str | Path) -> TrainConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}.") from None
     return TrainConfig.from_dict(values, source=str(path))
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return (
-            repr(value)
-            if math.isfinite(value)
-            else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
-        )
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return "[]"
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise ConfigError(f"Cannot write {value!r} ({type(value).__name__}) to TOML.")
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
-
-
-def dump_toml(config: TrainConfig) -> str:
-    """The configuration as a TOML document, grouped in sections; unset options are omitted."""
-    lines: list[str] = []
-    for group in GROUPS:
-        lines.append(f"[{group}]")
-        for name, f in config_fields().items():
-            value = getattr(config, name)
-            if f.metadata["group"] == group and value is not None:
-                lines.append(f"{name} = {_toml_value(value)}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def parse_assignment(text: str, *, option: str) -> tuple[str, Any]:
-    """Parse ``KEY=VALUE`` from the command line, reading VALUE as TOML (else a string).
-
-    Raises:
-        ConfigError: when there is no ``=`` or the key is empty.
-    """
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"{option} expects KEY=VALUE, got {text!r}.")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return key, value

@@ -15,7 +15,10 @@ context to the objective and to every evaluation.
 :class:`Trainer` owns one run: the data, the model, the optimiser and schedule,
 the sampler and every random generator, the logs and the checkpoints
 (:class:`~flowkit.train.resume.CheckpointedRun`); evaluation and validation
-are :class:`~flowkit.train.evaluation.EvaluatedRun`. Its
+are :class:`~flowkit.train.evaluation.EvaluatedRun`, the stages of objectives
+:class:`~flowkit.train.stages.StagedRun`, the maximum-likelihood loss
+:class:`~flowkit.train.likelihood.LikelihoodRun` and the batches
+:class:`~flowkit.train.batches.BatchedRun`. Its
 :meth:`~Trainer.step`, :meth:`~Trainer.validate` and :meth:`~Trainer.evaluate`
 are public so that a benchmark can drive it step by step; :meth:`~Trainer.fit`
 runs the whole loop (iterations or a time budget, validation at intervals,
@@ -40,19 +43,22 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 
 from flowkit.data import BatchSampler, DataSplits, load_dataset
-from flowkit.errors import FlowkitError, InvalidInputError, NonFiniteStateError
-from flowkit.train.config import ConfigError, TrainConfig, dump_toml, is_maximum_likelihood
-from flowkit.train.context import check_labelled_data, label_context
+from flowkit.errors import FlowkitError, NonFiniteStateError
+from flowkit.train.batches import BatchedRun
+from flowkit.train.config import TrainConfig, dump_toml
+from flowkit.train.context import check_labelled_data
 from flowkit.train.distributed import DistContext
 from flowkit.train.evaluation import EvaluatedRun
+from flowkit.train.likelihood import LikelihoodRun
 from flowkit.train.logger import MetricsLogger, tensorboard_available
 from flowkit.train.model import build_model, check_components, resolve_device, resolve_dtype
 from flowkit.train.result import TrainResult
 from flowkit.train.resume import CheckpointedRun
 from flowkit.train.rundir import CONFIG_NAME, RESULTS_NAME, check_run_dir, default_run_dir
+from flowkit.train.stages import StagedRun
 
 __all__ = ["TrainResult", "Trainer", "TrainingDivergedError", "default_run_dir"]
 
@@ -65,22 +71,7 @@ _LARGE_DATA = 1e3
 """Largest absolute training value above which a diverging run blames the data's scale."""
 
 
-class _LossModule(nn.Module):
-    """Wraps the CNF so DistributedDataParallel sees one forward call per step."""
-
-    def __init__(self, cnf: nn.Module) -> None:
-        super().__init__()
-        self.cnf = cnf
-
-    def forward(
-        self, x: Tensor, t1: float | None, context: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        return self.cnf.log_prob_and_regularization(  # type: ignore[no-any-return]
-            x, t1=t1, context=context
-        )
-
-
-class Trainer(CheckpointedRun, EvaluatedRun):
+class Trainer(CheckpointedRun, EvaluatedRun, StagedRun, LikelihoodRun, BatchedRun):
     """One training run of a CNF.
 
     Arguments:
@@ -148,12 +139,7 @@ class Trainer(CheckpointedRun, EvaluatedRun):
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.model = build_model(config, self.data.dim, device=self.device, dtype=self.dtype)
         self.evaluation_model()  # the evaluation integrator's option values, checked now
-        self.loss_module: nn.Module = _LossModule(self.model)
-        if self.ctx.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.loss_module = DistributedDataParallel(self.loss_module, device_ids=ids)
+        self._build_loss_module()
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -165,17 +151,7 @@ class Trainer(CheckpointedRun, EvaluatedRun):
         self.steer_generator = torch.Generator().manual_seed(config.seed + 3)
         self.dequant_generator = torch.Generator().manual_seed(config.seed + 4)
         self.objective_generator = torch.Generator(device=self.device).manual_seed(config.seed + 6)
-        self.stage_plan = config.stages()
-        self.stage_index = 0
-        self.objective: Any = None
-        self.teacher_state: dict[str, Tensor] | None = None
-        if self.ctx.distributed and any(
-            not is_maximum_likelihood(name) for name, _, _ in self.stage_plan
-        ):
-            raise ConfigError(
-                "Only maximum_likelihood trains with several processes; run the other "
-                "objectives with --nproc 1."
-            )
+        self._plan_stages()
         self.reg_names = list(config.regularizers)
         self.reg_weights = torch.tensor(
             [config.regularizers[n] for n in self.reg_names], dtype=self.dtype, device=self.device
@@ -230,88 +206,6 @@ class Trainer(CheckpointedRun, EvaluatedRun):
             "stage",
         ]
 
-    def _objective_columns(self) -> list[str]:
-        from flowkit.registry import get_registry
-
-        names: list[str] = []
-        for objective, _, _ in self.stage_plan:
-            if is_maximum_likelihood(objective):
-                continue
-            canonical = get_registry().get("objective", objective).name
-            column = {"flow_matching": "fm_loss", "rectified_flow": "rf_loss"}.get(
-                canonical, f"{canonical}_loss"
-            )
-            if column not in names:
-                names.append(column)
-        return names
-
-    # -- stages of the schedule -------------------------------------------------------
-    def _stage_of(self, iteration: int) -> int:
-        """The index of the stage that trains iteration ``iteration + 1``."""
-        end = 0
-        for index, (_, _, count) in enumerate(self.stage_plan):
-            end += count
-            if iteration < end:
-                return index
-        return len(self.stage_plan) - 1
-
-    @property
-    def objective_name(self) -> str:
-        """The objective of the current stage, as configured."""
-        return self.stage_plan[self.stage_index][0]
-
-    def _enter_stage(self, index: int, *, teacher: dict[str, Tensor] | None = None) -> None:
-        """Build the objective of stage ``index``.
-
-        A ``rectified_flow`` stage's teacher is a frozen copy of the model as it
-        enters the stage (``teacher``: the weights saved by a checkpoint).
-        """
-        from flowkit.registry import get_registry
-
-        self.stage_index = index
-        name, options, _ = self.stage_plan[index]
-        self.teacher_state = None
-        if is_maximum_likelihood(name):
-            self.objective = None  # compute_loss: the trainer's own numbers, DDP-aware
-            return
-        spec = get_registry().get("objective", name)
-        if self.config.context and not spec.capabilities.get("accepts_context", False):
-            raise ConfigError(
-                f"The objective {name!r} takes no context, so it cannot train a --context "
-                "run; use maximum_likelihood, flow_matching or rectified_flow."
-            )
-        if spec.name == "rectified_flow":
-            import copy
-
-            frozen = copy.deepcopy(self.model)
-            if teacher is not None:
-                frozen.load_state_dict(teacher)
-            self.teacher_state = copy.deepcopy(frozen.state_dict())
-            options = {**options, "teacher": frozen}
-        try:
-            self.objective = get_registry().create("objective", name, **options)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"Cannot build the objective {name!r} from the configuration: {exc} Fix "
-                "objective_options (or the stage's objective_options in the schedule)."
-            ) from exc
-
-    def _check_data(self) -> None:
-        for split in ("train", "val", "test"):
-            x = getattr(self.data, split)
-            if x.dim() != 2 or len(x) == 0:
-                raise InvalidInputError(
-                    f"The {split} split has shape {tuple(x.shape)}; expected (samples, features) "
-                    "with at least one sample."
-                )
-            if not bool(torch.isfinite(x).all()):
-                raise InvalidInputError(f"The {split} split holds NaN or Inf values.")
-        if self.config.batch_size > len(self.data.train) * 10:
-            raise InvalidInputError(
-                f"batch_size={self.config.batch_size} is over ten times the {len(self.data.train)} "
-                "training samples; lower --batch-size or provide more data."
-            )
-
     def _lr_factor(self, step: int) -> float:
         c = self.config
         factor = 1.0
@@ -324,59 +218,6 @@ class Trainer(CheckpointedRun, EvaluatedRun):
         return factor
 
     # -- one step ------------------------------------------------------------------------
-    def _end_time(self) -> float:
-        c = self.config
-        if c.steer <= 0:
-            return c.t1
-        u = float(torch.rand((), generator=self.steer_generator, dtype=torch.float64))
-        return c.t1 + c.steer * (2.0 * u - 1.0)
-
-    def next_batch(self) -> Tensor:
-        """The next global training batch (every rank draws the same one)."""
-        return self.next_batch_and_context()[0]
-
-    def next_batch_and_context(self) -> tuple[Tensor, Tensor | None]:
-        """The next global training batch and its context (one-hot labels; ``None``
-        for an unconditional run)."""
-        idx = self.sampler.next_indices().to(self.data.train.device)
-        x = self.data.train_batch(idx, self.dequant_generator)
-        return x, self.split_context("train", x, idx)
-
-    def split_context(self, split: str, x: Tensor, index: Tensor | None = None) -> Tensor | None:
-        """The context of ``split``'s rows ``index`` (all rows when ``None``), like ``x``.
-
-        ``None`` for an unconditional run.
-        """
-        labels = getattr(self.data, f"{split}_labels")
-        if not self.config.context or labels is None or self.data.n_classes is None:
-            return None
-        if index is not None:
-            labels = labels[index.to(labels.device)]
-        return label_context(labels, self.data.n_classes, x)
-
-    def compute_loss(
-        self, x: Tensor, t1: float | None = None, context: Tensor | None = None
-    ) -> tuple[Tensor, dict[str, Any]]:
-        """Loss of a local batch: mean NLL (given ``context``) plus the weighted mean regularizers.
-
-        Returns:
-            ``(loss, metrics)`` with the NLL and each regularizer's mean.
-        """
-        logp, reg = self.loss_module(x, t1, context)
-        nll = -logp.mean()
-        loss = nll
-        metrics: dict[str, Any] = {"nll": nll.detach()}
-        if self.reg_names:
-            means = reg.mean(dim=0)
-            loss = loss + (self.reg_weights * means).sum()
-            for name, value in zip(self.reg_names, means.detach(), strict=True):
-                metrics[f"reg_{name}"] = value
-        return loss, metrics
-
-    def local_share(self, x: Tensor) -> Tensor:
-        """This rank's contiguous, equal share of a global batch."""
-        return x.chunk(self.ctx.world_size)[self.ctx.rank] if self.ctx.distributed else x
-
     def step(self) -> dict[str, Any]:
         """One optimisation step on the next batch; returns its metrics."""
         start = time.perf_counter()
