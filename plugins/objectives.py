@@ -80,6 +80,18 @@ def _check_context(context: Tensor | None, batch: Tensor) -> None:
         )
 
 
+def _checked_inputs(
+    objective: Objective, model: object, batch: Tensor, context: Tensor | None
+) -> tuple[CNF, Tensor]:
+    """What every objective checks first: a CNF compatible with it, a valid batch, and
+    a context with one row per sample (or none)."""
+    cnf = _check_model(objective, model)
+    ensure_compatible(objective=objective, field=cnf.field, trace=cnf.trace)
+    batch = cnf.check_input(batch, "batch")
+    _check_context(context, batch)
+    return cnf, batch
+
+
 def _noise(model: CNF, like: Tensor, generator: torch.Generator | None) -> Tensor:
     """Base samples shaped like ``like``: from ``generator`` when the base takes one."""
     if generator is not None and isinstance(model.base, StandardNormal):
@@ -196,10 +208,7 @@ class MaximumLikelihood(Objective):
         generator: torch.Generator | None = None,
     ) -> ObjectiveResult:
         """``-mean log p(batch)`` plus the weighted mean penalties; see the class docstring."""
-        model = _check_model(self, model)
-        ensure_compatible(objective=self, field=model.field, trace=model.trace)
-        batch = model.check_input(batch, "batch")
-        _check_context(context, batch)
+        model, batch = _checked_inputs(self, model, batch, context)
         names, weights = self._weights(model, batch)
         t1 = self._end_time(model, generator)
         logp, reg = model.log_prob_and_regularization(batch, t1=t1, context=context)
@@ -262,10 +271,7 @@ class FlowMatching(Objective):
         generator: torch.Generator | None = None,
     ) -> ObjectiveResult:
         """The flow-matching loss of ``model.field`` on ``batch``."""
-        model = _check_model(self, model)
-        ensure_compatible(objective=self, field=model.field, trace=model.trace)
-        batch = model.check_input(batch, "batch")
-        _check_context(context, batch)
+        model, batch = _checked_inputs(self, model, batch, context)
         x0 = _noise(model, batch, generator)
         loss = flow_matching_loss(
             _matching_field(model),
@@ -346,10 +352,7 @@ class RectifiedFlow(Objective):
         generator: torch.Generator | None = None,
     ) -> ObjectiveResult:
         """The rectified-flow loss of ``model.field`` on fresh pairs from the teacher."""
-        model = _check_model(self, model)
-        ensure_compatible(objective=self, field=model.field, trace=model.trace)
-        batch = model.check_input(batch, "batch")
-        _check_context(context, batch)
+        model, batch = _checked_inputs(self, model, batch, context)
         sampler = self.teacher.transform if isinstance(self.teacher, CNF) else self.teacher
         z = _noise(model, batch, generator)
         pairs = reflow_pairs(sampler, z, context=context, batch_size=self.batch_size)
