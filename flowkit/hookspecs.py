@@ -49,6 +49,8 @@ __all__ = [
     "flowkit_register_gradient_strategies",
     "flowkit_register_integrators",
     "flowkit_register_objectives",
+    "flowkit_register_sde_integrators",
+    "flowkit_register_sdes",
     "flowkit_register_regularizers",
     "flowkit_register_trace_estimators",
     "flowkit_register_vector_fields",
@@ -133,4 +135,22 @@ def flowkit_register_objectives(register: Register) -> None:
     Factories must subclass :class:`flowkit.interfaces.Objective` and declare
     ``simulation_free``, ``requires_trace`` and ``accepts_context``; options
     are the constructor's keyword arguments.
+    """
+
+
+@hookspec
+def flowkit_register_sdes(register: Register) -> None:
+    """Register noising SDEs for score-based models (``vp``, ``subvp``, ``ve``, ...).
+
+    Factories must subclass :class:`flowkit.interfaces.SDE`; options are the
+    constructor's keyword arguments.
+    """
+
+
+@hookspec
+def flowkit_register_sde_integrators(register: Register) -> None:
+    """Register SDE integrators: fixed-step solvers that take a diffusion term.
+
+    Factories must subclass :class:`flowkit.interfaces.SDEIntegrator` and
+    declare ``strong_order``, ``weak_order`` and ``sde_type``.
     """

@@ -28,10 +28,12 @@ from typing import Any
 from torch import nn
 
 from flowkit.interfaces import (
+    SDE,
     GradientStrategy,
     Integrator,
     Objective,
     Regularizer,
+    SDEIntegrator,
     TraceEstimator,
     VectorField,
 )
@@ -81,6 +83,10 @@ KINDS: dict[str, KindInfo] = {
         ),
         KindInfo("regularizer", "flowkit_register_regularizers", Regularizer, "regularizer"),
         KindInfo("objective", "flowkit_register_objectives", Objective, "objective"),
+        KindInfo("sde", "flowkit_register_sdes", SDE, "SDE"),
+        KindInfo(
+            "sde_integrator", "flowkit_register_sde_integrators", SDEIntegrator, "SDE integrator"
+        ),
     )
 }
 """Every kind, keyed by its lower_snake name."""

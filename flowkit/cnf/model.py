@@ -41,7 +41,13 @@ from flowkit.dynamics import (
     FieldDynamics,
     check_field_signature,
 )
-from flowkit.interfaces import GradientStrategy, Integrator, Regularizer, TraceEstimator
+from flowkit.interfaces import (
+    GaussianPrior,
+    GradientStrategy,
+    Integrator,
+    Regularizer,
+    TraceEstimator,
+)
 from flowkit.registry import Registry, get_registry
 from flowkit.solution import SolverStats
 from flowkit.solve import solve
@@ -64,7 +70,9 @@ class CNF(FlowModel):
         gradient: the gradient strategy.
         dim: the dimension of the data.
         base: the base distribution, any object with ``log_prob(z) -> (batch,)``
-            and ``sample((n,))``; default :class:`StandardNormal`. A base that
+            and ``sample((n,))``; default: the field's own ``base_density()``
+            when it has one (a probability flow field: its SDE's prior), else
+            :class:`StandardNormal`. A base that
             is an ``nn.Module`` is registered (and moved with the model);
             samples of another base are converted to the model's dtype and device.
         t0, t1: the times of the base (``t0``) and of the data (``t1``).
@@ -143,7 +151,8 @@ class CNF(FlowModel):
         )
         check_field_signature(self.field)
         if base is None:
-            base = StandardNormal(dim)
+            natural = getattr(self.field, "base_density", None)
+            base = natural() if callable(natural) else StandardNormal(dim)
         elif not (
             callable(getattr(base, "log_prob", None)) and callable(getattr(base, "sample", None))
         ):
@@ -363,7 +372,7 @@ class CNF(FlowModel):
         """``n`` samples of the base distribution in the model's dtype and device."""
         n = check_count(n)
         dtype, device = self.dtype_and_device()
-        if isinstance(self.base, StandardNormal):
+        if isinstance(self.base, (StandardNormal, GaussianPrior)):
             return self.base.sample(
                 (n,), generator=self._generator(device), dtype=dtype, device=device
             )

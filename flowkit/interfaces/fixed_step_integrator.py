@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -11,6 +9,7 @@ from flowkit.interfaces.integrator import Integrator
 from flowkit.interfaces.step_options import (
     OnMaxSteps,
     check_on_max_steps,
+    equal_step_counts,
     positive_integer,
     positive_number,
 )
@@ -98,10 +97,4 @@ class FixedStepIntegrator(Integrator):
         interval); a ratio within 1e-9 (relative) of an integer counts as that
         integer, so round-off in the times never adds a sliver step.
         """
-        h = self.largest_step(times)
-        counts = []
-        for a, b in itertools.pairwise(times):
-            r = abs(b - a) / h
-            near = round(r)
-            counts.append(max(1, near if abs(r - near) <= 1e-9 * max(1.0, r) else math.ceil(r)))
-        return counts
+        return equal_step_counts(times, self.largest_step(times))

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from typing import Literal
 
-__all__ = ["OnMaxSteps", "check_on_max_steps", "positive_number", "positive_integer"]
+__all__ = [
+    "OnMaxSteps",
+    "check_on_max_steps",
+    "equal_step_counts",
+    "positive_integer",
+    "positive_number",
+]
 
 OnMaxSteps = Literal["raise", "return"]
 
@@ -52,3 +60,19 @@ def check_on_max_steps(value: str) -> OnMaxSteps:
     if value not in ("raise", "return"):
         raise ValueError(f"on_max_steps must be 'raise' or 'return', got {value!r}.")
     return value  # type: ignore[return-value]
+
+
+def equal_step_counts(times: Sequence[float], largest_step: float) -> list[int]:
+    """The number of equal steps in each interval between consecutive ``times``.
+
+    The fewest steps no longer than ``largest_step`` (at least one per
+    interval); a ratio within 1e-9 (relative) of an integer counts as that
+    integer, so round-off in the times never adds a sliver step. The one
+    routine behind every fixed-step grid (ODE and SDE integrators).
+    """
+    counts = []
+    for a, b in itertools.pairwise(times):
+        r = abs(b - a) / largest_step
+        near = round(r)
+        counts.append(max(1, near if abs(r - near) <= 1e-9 * max(1.0, r) else math.ceil(r)))
+    return counts

@@ -26,6 +26,8 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("trace_estimators", "flowkit.plugins.trace_estimators"),
     ("regularizers", "flowkit.plugins.regularizers"),
     ("objectives", "flowkit.plugins.objectives"),
+    ("sdes", "flowkit.plugins.sdes"),
+    ("sde_integrators", "flowkit.plugins.sde_integrators"),
 )
 """(plugin name, module) of the plugins that ship with flowkit.
 

@@ -1,4 +1,5 @@
-"""Built-in vector fields: ``mlp``, ``concatsquash``, ``hypernet`` and ``linear``.
+"""Built-in vector fields: ``mlp``, ``concatsquash``, ``hypernet``, ``linear`` and
+``probability_flow`` (a score network and an SDE, :mod:`flowkit.sde`).
 
 Every field is an :class:`~flowkit.interfaces.VectorField` computing ``f(t, x)``
 for a batch ``x`` of shape ``(batch, dim)`` with independent rows. Constructors
@@ -18,6 +19,7 @@ from flowkit.plugins.vector_fields.concatsquash import ConcatSquashField, Concat
 from flowkit.plugins.vector_fields.hypernet import HyperNetField
 from flowkit.plugins.vector_fields.linear import LinearField
 from flowkit.plugins.vector_fields.mlp import MLPField
+from flowkit.plugins.vector_fields.probability_flow import ProbabilityFlowField
 
 from flowkit.hookspecs import Register, hookimpl
 
@@ -29,6 +31,7 @@ __all__ = [
     "HyperNetField",
     "LinearField",
     "MLPField",
+    "ProbabilityFlowField",
     "make_activation",
     "flowkit_register_vector_fields",
 ]
@@ -41,3 +44,4 @@ def flowkit_register_vector_fields(register: Register) -> None:
     register("concatsquash", ConcatSquashField, aliases=("concat_squash",))
     register("hypernet", HyperNetField)
     register("linear", LinearField, aliases=("affine",))
+    register("probability_flow", ProbabilityFlowField)
