@@ -133,7 +133,7 @@ def test_exact_falls_back_for_fields_torch_func_cannot_transform() -> None:
 def test_closed_form_estimator_refuses_fields_without_divergence(trace: str) -> None:
     with pytest.raises(TypeError, match="no closed-form divergence"):
         REGISTRY.create("trace_estimator", trace).estimate(
-            make_field("concatsquash", 2), T, torch.randn(2, 2)
+            _CustomFunctionField(), T, torch.randn(2, 3)
         )
 
 
