@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from flowkit.plugins.vector_fields.activations import (
-    ACTIVATION_DERIVATIVES,
-    make_activation,
-)
+from flowkit.plugins.vector_fields.activations import make_activation, value_and_slope
 from flowkit.plugins.vector_fields.common import (
     check_context,
     check_context_dim,
@@ -112,7 +109,7 @@ class ConcatSquashField(LayeredDivergence, VectorField):
             ConcatSquashLinear(a, b) for a, b in zip(fan_ins, widths, strict=True)
         )
         self.activations = nn.ModuleList(make_activation(activation) for _ in widths[:-1])
-        self._derivative = ACTIVATION_DERIVATIVES[activation.lower()]
+        self.activation = activation.lower()
 
     def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
         """``f(t, x)`` (given ``context``, shape ``(batch, context_dim)``) for ``x`` of
@@ -139,7 +136,7 @@ class ConcatSquashField(LayeredDivergence, VectorField):
             h = layer.linear(h) * gate + shift
             weights.append(layer.gated_weight(gate))
             if i < len(self.activations):
-                slopes.append(self._derivative(h))
-                h = self.activations[i](h)
+                h, slope = value_and_slope(self.activation, self.activations[i], h)
+                slopes.append(slope)
         weights[0] = weights[0][:, : self.dim]  # the context columns are constant in x
         return h, layered_divergence(weights, slopes)

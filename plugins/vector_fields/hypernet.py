@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from flowkit.plugins.vector_fields.activations import (
-    ACTIVATION_DERIVATIVES,
-    make_activation,
-)
+from flowkit.plugins.vector_fields.activations import make_activation, value_and_slope
 from flowkit.plugins.vector_fields.common import (
     check_context,
     check_context_dim,
@@ -88,7 +85,7 @@ class HyperNetField(LayeredDivergence, VectorField):
         layers.append(nn.Linear(fan_in, 3 * self.width * self.dim + self.width))
         self.hyper = nn.Sequential(*layers)
         self.act = make_activation(activation)
-        self._derivative = ACTIVATION_DERIVATIVES[activation.lower()]
+        self.activation = activation.lower()
 
     def layer(self, t: Tensor, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """The produced layer ``(W, b, V)`` with ``V = U * sigmoid(G)``.
@@ -130,6 +127,5 @@ class HyperNetField(LayeredDivergence, VectorField):
         self, t: Tensor, x: Tensor, context: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         w, b, v = self.layer(t, x, context)
-        pre = self._pre_activation(x, w, b)
-        out = self._output(self.act(pre), v)
-        return out, layered_divergence([w, v.mT], [self._derivative(pre)])
+        h, slope = value_and_slope(self.activation, self.act, self._pre_activation(x, w, b))
+        return self._output(h, v), layered_divergence([w, v.mT], [slope])

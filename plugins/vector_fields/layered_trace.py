@@ -73,20 +73,36 @@ def layered_divergence(weights: Sequence[Tensor], slopes: Sequence[Tensor]) -> T
     if not hidden:
         # tr(W_1 D_1 W_0) = sum_j D_1[j] sum_i W_0[j, i] W_1[i, j]
         return (slopes[0] * (first * last.mT).sum(-1)).sum(-1)
-    # Jacobian columns are kept as rows, (batch, columns, width), so that each layer is
-    # one large matrix product (batch * columns, width) @ (width, width').
+    # Jacobian columns are pushed through the layers as (columns, batch, width) blocks, so
+    # that each layer is one plain matrix product (columns * batch, width) @ (width, width').
     if first.shape[-1] <= first.shape[-2]:
         # forward accumulation of the dim columns of D_L W_(L-1) ... D_1 W_0
-        m = slopes[0].unsqueeze(1) * first.mT.contiguous()  # (B, dim, h_1)
+        m = _columns(first) * slopes[0]  # (dim, B, h_1)
         for w, s in zip(hidden, slopes[1:], strict=True):
-            m = (m @ w.mT) * s.unsqueeze(1)  # (B, dim, h_k)
-        return (m * last).sum((-2, -1))  # sum_ij W_L[i, j] (D_L ... W_0)[j, i]
+            m = _push(m, w) * s  # (dim, B, h_k)
+        return (m * _rows(last)).sum((0, 2))  # sum_ij W_L[i, j] (D_L ... W_0)[j, i]
     # tr(W_L D_L ... W_1 D_1 W_0) = tr(D_1 (W_0 W_L) D_L W_(L-1) ... D_2 W_1)
-    closing = first @ last  # (h_1, h_L), or (B, h_1, h_L)
-    r = slopes[1].unsqueeze(1) * hidden[0].mT.contiguous()  # (B, h_1, h_2)
+    r = _columns(hidden[0]) * slopes[1]  # (h_1, B, h_2)
     for w, s in zip(hidden[1:], slopes[2:], strict=True):
-        r = (r @ w.mT) * s.unsqueeze(1)  # (B, h_1, h_k)
-    return ((r * closing).sum(-1) * slopes[0]).sum(-1)
+        r = _push(r, w) * s  # (h_1, B, h_k)
+    return ((r * _rows(first @ last)).sum(-1) * slopes[0].T).sum(0)
+
+
+def _columns(w: Tensor) -> Tensor:
+    """Columns of w as rows: (out, in) -> (in, 1, out); (B, out, in) -> (in, B, out)."""
+    return w.mT.unsqueeze(1) if w.dim() == 2 else w.permute(2, 0, 1)
+
+
+def _rows(w: Tensor) -> Tensor:
+    """The rows of ``w`` first: ``(r, c) -> (r, 1, c)``, ``(B, r, c) -> (r, B, c)``."""
+    return w.unsqueeze(1) if w.dim() == 2 else w.transpose(0, 1)
+
+
+def _push(m: Tensor, w: Tensor) -> Tensor:
+    """``(columns, B, h) -> (columns, B, h')``: every column through the layer ``w``."""
+    if w.dim() == 3:  # per-sample weights (B, h', h)
+        return (m.transpose(0, 1) @ w.mT).transpose(0, 1)
+    return (m.reshape(-1, m.shape[-1]) @ w.mT).view(m.shape[0], m.shape[1], -1)
 
 
 def chunk_rows(budget: int, columns: int, width: int) -> int:

@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from flowkit.plugins.vector_fields.activations import (
-    ACTIVATION_DERIVATIVES,
-    make_activation,
-)
+from flowkit.plugins.vector_fields.activations import make_activation, value_and_slope
 from flowkit.plugins.vector_fields.common import (
     check_context,
     check_context_dim,
@@ -67,7 +64,7 @@ class MLPField(LayeredDivergence, VectorField):
         self.context_dim = check_context_dim(context_dim)
         widths = check_widths(hidden)
         act = make_activation(activation)
-        self._derivative = ACTIVATION_DERIVATIVES[activation.lower()]
+        self.activation = activation.lower()
         layers: list[nn.Module] = []
         fan_in = self.dim + 1 + self.context_dim
         for width in widths:
@@ -99,9 +96,8 @@ class MLPField(LayeredDivergence, VectorField):
         h = self._inputs(t, x, context)
         slopes = []
         for i, layer in enumerate(linears[:-1]):
-            pre = layer(h)
-            slopes.append(self._derivative(pre))
-            h = self.net[2 * i + 1](pre)
+            h, slope = value_and_slope(self.activation, self.net[2 * i + 1], layer(h))
+            slopes.append(slope)
         weights = [
             linears[0].weight[:, 1 : 1 + self.dim],  # the x columns of the first layer
             *(layer.weight for layer in linears[1:]),
