@@ -22,10 +22,13 @@ than ``torch.func``'s own set-up."""
 
 VECTORISED_ROWS = 2048
 """On a CPU a vectorised pass holds at most this many rows (basis vectors times
-batch rows); beyond it the batched backward leaves the cache and the loop wins."""
+batch rows); beyond it the batched backward leaves the cache and the loop wins
+(one pass over all 128 basis vectors at batch 512 ran at 0.4x to 0.6x the loop's
+speed; passes of 20 at batch 100 at 1.0x to 2.2x)."""
 
-MIN_CHUNK = 4
-"""Fewer basis vectors per pass than this save too little overhead to beat the loop."""
+MIN_CHUNK = 8
+"""Fewer basis vectors per pass than this save too little overhead to beat the loop
+(at batch 512, passes of 4 basis vectors ran at 0.7x to 1.1x the loop's speed)."""
 
 
 def exact_trace_plan(batch: int, dim: int, device: torch.device) -> int | None:

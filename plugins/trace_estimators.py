@@ -147,9 +147,9 @@ class ExactTrace(TraceEstimator):
     by dimension, batch and device. Vectorised passes save the per-product
     overhead (launches on a GPU, Python and autograd set-up on a CPU) but hold
     ``chunk`` times the backward's working set; on a CPU they win while
-    ``chunk * batch`` stays within about 2048 rows, so ``exact`` uses the loop
-    at ``dim <= 2`` and for batches above 512, and passes of
-    ``min(dim, 2048 // batch)`` basis vectors otherwise. Measured with
+    ``chunk * batch`` stays within about 2048 rows and ``chunk >= 8``, so
+    ``exact`` uses the loop at ``dim <= 2`` and for batches above 256, and passes
+    of ``min(dim, 2048 // batch)`` basis vectors otherwise. Measured with
     ``benchmarks/divergence.py`` (the README's benchmark section has the
     figures): ``exact`` is at least as fast as ``exact_loop`` at every ``dim``
     from 2 to 128.
