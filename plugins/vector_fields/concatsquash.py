@@ -25,7 +25,7 @@ class ConcatSquashLinear(nn.Module):
 
     ``y = (W x + c) * sigmoid(g t + h) + u t`` (FFJORD's ConcatSquash layer).
     For a fixed ``t`` it is affine in ``x`` with the matrix
-    ``diag(sigmoid(g t + h)) W`` (:meth:`gated_weight`).
+    ``diag(sigmoid(g t + h)) W`` (:meth:`affine`).
 
     References:
         Grathwohl et al., "FFJORD: Free-form Continuous Dynamics for Scalable
@@ -43,9 +43,13 @@ class ConcatSquashLinear(nn.Module):
         tt = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(1, 1)
         return torch.sigmoid(self.gate(tt)), self.shift(tt)
 
-    def gated_weight(self, gate: Tensor) -> Tensor:
-        """``diag(gate) W``: the layer's Jacobian in ``x``, shape ``(dim_out, dim_in)``."""
-        return gate.reshape(-1, 1) * self.linear.weight
+    def affine(self, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The layer at time ``t`` as ``y = x A^T + a``: ``A = diag(gate) W`` (its Jacobian,
+        ``(dim_out, dim_in)``) and ``a = gate * c + u t`` (``(dim_out,)``)."""
+        gate, shift = self.gate_and_shift(t, x)
+        gate = gate.reshape(-1)
+        weight = gate.unsqueeze(1) * self.linear.weight
+        return weight, torch.addcmul(shift.reshape(-1), gate, self.linear.bias)
 
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
         """Apply the layer to ``x`` of shape ``(batch, dim_in)`` at time ``t``."""
@@ -132,9 +136,9 @@ class ConcatSquashField(LayeredDivergence, VectorField):
         h = x if context is None else torch.cat([x, context], dim=1)
         weights, slopes = [], []
         for i, layer in enumerate(self.layers):
-            gate, shift = layer.gate_and_shift(t, h)
-            h = layer.linear(h) * gate + shift
-            weights.append(layer.gated_weight(gate))
+            weight, bias = layer.affine(t, h)
+            h = nn.functional.linear(h, weight, bias)
+            weights.append(weight)
             if i < len(self.activations):
                 h, slope = value_and_slope(self.activation, self.activations[i], h)
                 slopes.append(slope)
