@@ -162,6 +162,31 @@ def test_conditional_training_through_bound_context_uses_the_closed_form() -> No
     TOL.assert_close(model.log_prob(x, context=context), exact.log_prob(x, context=context))
 
 
+@given(
+    dim=st.integers(1, 5),
+    widths=st.lists(st.integers(1, 6), min_size=1, max_size=4),
+    batch=st.integers(1, 4),
+    per_sample=st.lists(st.booleans(), min_size=5, max_size=5),
+    seed=fst.seeds(),
+)
+def test_layered_divergence_is_the_trace_of_the_product(
+    dim: int, widths: list[int], batch: int, per_sample: list[bool], seed: int
+) -> None:
+    """Shared and per-sample weights, narrow and wide first layers, 0 to 3 hidden layers."""
+    gen = torch.Generator().manual_seed(seed)
+    sizes = [dim, *widths, dim]
+    weights = [
+        torch.randn(*((batch,) if per_sample[k] else ()), sizes[k + 1], sizes[k], generator=gen)
+        for k in range(len(sizes) - 1)
+    ]
+    slopes = [torch.rand(batch, w, generator=gen) for w in widths]
+    jac = weights[0].expand(batch, -1, -1)
+    for w, s in zip(weights[1:], slopes, strict=True):
+        jac = w @ (s.unsqueeze(-1) * jac)
+    want = torch.diagonal(jac, dim1=1, dim2=2).sum(-1)
+    TOL.assert_close(layered_divergence(weights, slopes), want, "trace")
+
+
 def test_layered_divergence_needs_one_weight_more_than_slopes() -> None:
     with pytest.raises(ValueError, match="one weight more than slopes"):
         layered_divergence([torch.ones(2, 2)], [torch.ones(1, 2)])
