@@ -23,8 +23,10 @@ Questions:
     32-32).
 
 Every configuration's contestants run in one process, interleaved (each
-repetition runs each once, in a rotating order); medians are reported with
-their ratios, and everything goes to JSON.
+round times each once, in a rotating order, as a block of back-to-back calls
+lasting about 50 ms, so that bursts of load from other processes hit them
+alike); medians per call are reported with their ratios, and everything goes
+to JSON.
 
 Usage:
     python benchmarks/divergence.py                  # both parts, bench-out/divergence.json
@@ -38,6 +40,8 @@ import argparse
 import copy
 import functools
 import json
+import math
+import os
 import platform
 import statistics
 from collections.abc import Callable
@@ -62,18 +66,34 @@ FIELDS: dict[str, dict[str, Any]] = {
 """The fields of part (b) and their options."""
 
 
-def interleaved(calls: dict[str, Callable[[], None]], reps: int, *involved: Any) -> dict[str, Any]:
-    """Median seconds of each call over ``reps`` rotating rounds (after one warm-up each)."""
+def interleaved(
+    calls: dict[str, Callable[[], None]], reps: int, *involved: Any, block_s: float = 0.05
+) -> dict[str, Any]:
+    """Median seconds per call of each of ``calls`` over ``reps`` rotating rounds.
+
+    Each call is warmed up once and then timed in blocks of ``n`` back-to-back
+    calls, ``n`` chosen so that a block lasts about ``block_s`` (bursts of load
+    from other processes then hit every contestant alike instead of a few whole
+    timings); the per-call time of each block is recorded.
+    """
     names = list(calls)
+    repeat: dict[str, int] = {}
     for name in names:
-        calls[name]()
+        with stopwatch(*involved) as clock:
+            calls[name]()
+        repeat[name] = max(1, math.ceil(block_s / max(clock.seconds, 1e-6)))
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(reps):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             with stopwatch(*involved) as clock:
-                calls[name]()
-            times[name].append(clock.seconds)
-    return {"median_s": {n: statistics.median(v) for n, v in times.items()}, "times_s": times}
+                for _ in range(repeat[name]):
+                    calls[name]()
+            times[name].append(clock.seconds / repeat[name])
+    return {
+        "median_s": {n: statistics.median(v) for n, v in times.items()},
+        "calls_per_timing": repeat,
+        "times_s": times,
+    }
 
 
 def _contestants(batch: int, dim: int, sweep: bool) -> dict[str, Any]:
@@ -284,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "torch": torch.__version__,
             "machine": platform.machine(),
             "processor": platform.processor(),
-            "cpu_count": __import__("os").cpu_count(),
+            "cpu_count": os.cpu_count(),
         },
     }
     if args.part in ("exact", "all"):

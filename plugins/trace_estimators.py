@@ -146,12 +146,13 @@ class ExactTrace(TraceEstimator):
     Choice (``method="auto"``): :func:`~flowkit.plugins.exact_trace_plan.exact_trace_plan`
     by dimension, batch and device. Vectorised passes save the per-product
     overhead (launches on a GPU, Python and autograd set-up on a CPU) but hold
-    ``chunk`` times the backward's working set; on a CPU they win while
-    ``chunk * batch`` stays within about 2048 rows and ``chunk >= 8``, so
-    ``exact`` uses the loop at ``dim <= 2`` and for batches above 256, and passes
-    of ``min(dim, 2048 // batch)`` basis vectors otherwise. Measured with
-    ``benchmarks/divergence.py`` (the README's benchmark section has the
-    figures): ``exact`` is at least as fast as ``exact_loop`` at every ``dim``
+    ``chunk`` times the backward's working set; on a CPU they win while the
+    pass stays small: ``exact`` uses the loop at ``dim <= 2``, one pass while
+    ``dim * batch <= 4096``, passes of ``2048 // batch`` basis vectors above
+    that when there are at least 8, and the loop otherwise (so for ``dim >= 16``
+    at batches above 256). Measured with ``benchmarks/divergence.py`` (the
+    README's benchmark section has the figures): ``exact`` is at least as fast
+    as ``exact_loop`` at every ``dim``
     from 2 to 128.
 
     Fallback: a field that ``torch.func`` cannot transform (for instance one

@@ -7,9 +7,10 @@ import warnings
 import pytest
 import torch
 from flowkit.plugins.exact_trace_plan import (
+    CHUNK_ROWS,
+    FULL_PASS_ROWS,
     LOOP_MAX_DIM,
     MIN_CHUNK,
-    VECTORISED_ROWS,
     exact_trace_plan,
 )
 from flowkit.plugins.trace_estimators import ExactTrace, ExactTraceLoop
@@ -295,14 +296,16 @@ def test_exact_gives_the_same_trace_by_every_method(
 
 
 def test_exact_plan_follows_the_documented_rule() -> None:
-    """Loop at dim <= 2 and for large CPU batches, chunks of 2048 // batch basis vectors
-    in between, one pass on accelerators; an explicit chunk_size or method wins."""
+    """Loop at dim <= 2 and for large CPU batches, one pass while small, chunks of
+    CHUNK_ROWS // batch basis vectors in between, one pass on accelerators; an
+    explicit chunk_size or method wins."""
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert exact_trace_plan(100, LOOP_MAX_DIM, cpu) is None
-    assert exact_trace_plan(100, 8, cpu) == 8
-    assert exact_trace_plan(100, 64, cpu) == VECTORISED_ROWS // 100
-    assert exact_trace_plan(VECTORISED_ROWS // MIN_CHUNK, 64, cpu) == MIN_CHUNK
-    assert exact_trace_plan(VECTORISED_ROWS // MIN_CHUNK + 1, 64, cpu) is None
+    assert exact_trace_plan(100, LOOP_MAX_DIM + 1, cpu) == LOOP_MAX_DIM + 1
+    assert exact_trace_plan(FULL_PASS_ROWS // 8, 8, cpu) == 8
+    assert exact_trace_plan(100, 64, cpu) == CHUNK_ROWS // 100
+    assert exact_trace_plan(CHUNK_ROWS // MIN_CHUNK, 64, cpu) == MIN_CHUNK
+    assert exact_trace_plan(CHUNK_ROWS // MIN_CHUNK + 1, 64, cpu) is None
     assert exact_trace_plan(4096, 2, cuda) == 2 and exact_trace_plan(4096, 128, cuda) == 128
     x = torch.zeros(100, 64)
     assert ExactTrace().plan(x) == exact_trace_plan(100, 64, cpu)
