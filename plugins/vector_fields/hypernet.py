@@ -88,11 +88,19 @@ class HyperNetField(LayeredDivergence, VectorField):
         self.activation = activation.lower()
 
     def layer(self, t: Tensor, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """The produced layer ``(W, b, V)`` with ``V = U * sigmoid(G)``.
+        """The layer the hypernetwork produces at time ``t`` (and ``context``).
 
-        Shapes ``(width, dim)``, ``(width,)``, ``(width, dim)`` for an
-        unconditional field; with a context, one layer per sample:
-        ``(batch, width, dim)``, ``(batch, width)``, ``(batch, width, dim)``.
+        Arguments:
+            t: the time, a scalar.
+            x: the batch ``(batch, dim)`` (its dtype, device and size are used).
+            context: the checked context ``(batch, context_dim)``, or ``None``.
+
+        Returns:
+            ``(W, b, V)`` with ``V = U * sigmoid(G)``, so that
+            ``f = act(x W^T + b) V``: shapes ``(width, dim)``, ``(width,)``,
+            ``(width, dim)`` for an unconditional field; with a context, one
+            layer per sample, ``(batch, width, dim)``, ``(batch, width)``,
+            ``(batch, width, dim)``.
         """
         tt = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(1, 1)
         n = self.width * self.dim
