@@ -71,17 +71,20 @@ def interleaved(
 ) -> dict[str, Any]:
     """Median seconds per call of each of ``calls`` over ``reps`` rotating rounds.
 
-    Each call is warmed up once and then timed in blocks of ``n`` back-to-back
+    Each call is warmed up and then timed in blocks of ``n`` back-to-back
     calls, ``n`` chosen so that a block lasts about ``block_s`` (bursts of load
     from other processes then hit every contestant alike instead of a few whole
     timings); the per-call time of each block is recorded.
     """
     names = list(calls)
     repeat: dict[str, int] = {}
-    for name in names:
-        with stopwatch(*involved) as clock:
-            calls[name]()
-        repeat[name] = max(1, math.ceil(block_s / max(clock.seconds, 1e-6)))
+    for name in names:  # warm-up, and the fastest of three calls sizes the blocks
+        fastest = math.inf
+        for _ in range(3):
+            with stopwatch(*involved) as clock:
+                calls[name]()
+            fastest = min(fastest, clock.seconds)
+        repeat[name] = max(1, math.ceil(block_s / max(fastest, 1e-6)))
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(reps):
         for name in names[r % len(names) :] + names[: r % len(names)]:
