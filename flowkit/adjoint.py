@@ -162,6 +162,7 @@ class _Problem:
     template: State
     n_leaves: int
     params: tuple[Tensor, ...]
+    backward_norm: Norm | None = None
     stats: SolverStats | None = None
 
 
@@ -244,13 +245,16 @@ class _AdjointFunction(torch.autograd.Function):
         grad_t = torch.zeros_like(t) if needs_t else None
         packer = _Packer([*(y[0] for y in ys), *a, *a_params])
         augmented = _vjp_field(problem, packer)
+        back = problem.backward_integrator
+        if problem.backward_norm is not None:
+            back = back.with_norm(_unpacking_norm(problem.backward_norm, packer))  # type: ignore[attr-defined]
         for i in range(t.shape[0] - 1, 0, -1):
             y_i = [y[i] for y in ys]
             if grad_t is not None:
                 grad_t[i] = _dot(f_at(i), [g[i] for g in grad_ys])
             state = packer.pack([*y_i, *a, *a_params])
             span = torch.stack([t[i], t[i - 1]]).detach()
-            solution = problem.backward_integrator.integrate(augmented, state, span)
+            solution = back.integrate(augmented, state, span)
             stats.backward_nfe += solution.stats.nfe
             stats.backward_n_accepted += solution.stats.n_accepted
             stats.backward_n_rejected += solution.stats.n_rejected
@@ -291,6 +295,25 @@ def _with_norm(integrator: Integrator, norm: Norm) -> Integrator:
     return integrator.with_norm(norm)
 
 
+def _unpacking_norm(norm: Norm, packer: _Packer) -> Norm:
+    """``norm`` called with the augmented leaves ``(*y, *a_y, *a_params)``, however packed."""
+
+    def unpacked(scaled: tuple[Tensor, ...] | Tensor) -> Tensor:
+        leaves = (scaled,) if isinstance(scaled, Tensor) else tuple(scaled)
+        return norm(packer.unpack(leaves[0] if packer.flat else leaves))
+
+    return unpacked
+
+
+def _own_norm(integrator: Integrator | None) -> Norm | None:
+    """The norm a user gave the backward integrator (None for none, or the default)."""
+    from flowkit.rk.control import mixed_rms_norm
+
+    if not isinstance(integrator, AdaptiveIntegrator) or integrator.norm is mixed_rms_norm:
+        return None
+    return integrator.norm  # type: ignore[return-value]
+
+
 def _check_scalar_tolerances(integrator: Integrator) -> None:
     """Per-component or per-leaf tolerances do not fit the augmented state."""
     for name in ("rtol", "atol"):
@@ -329,8 +352,11 @@ def adjoint_solve(
         seminorm_control: leave the parameter adjoint out of the backward
             step-size control (needs an
             :class:`~flowkit.interfaces.AdaptiveIntegrator`). Without it, a
-            backward integrator that is an ``AdaptiveIntegrator`` gets
-            :func:`group_norm` over ``(y, a_y, a_params)`` in place of its own.
+            ``backward_integrator`` given with its own ``norm`` keeps it, and
+            the norm is called with the tuple of scaled-error leaves
+            ``(*y, *a_y, *a_params)`` of the augmented state; any other
+            adaptive backward integrator gets :func:`group_norm` over
+            ``(y, a_y, a_params)``.
 
     Returns:
         The forward :class:`~flowkit.solution.Solution`; its ``stats`` object
@@ -340,7 +366,8 @@ def adjoint_solve(
 
     Raises:
         TypeError: for non-floating state leaves or parameters.
-        ValueError: for a backward integrator with per-component tolerances.
+        ValueError: for a backward integrator with per-component tolerances, or
+            ``seminorm_control`` with a backward integrator that has its own norm.
         IncompatibleComponentsError: for ``seminorm_control`` with a backward
             integrator that cannot take a norm.
     """
@@ -351,9 +378,15 @@ def adjoint_solve(
     n_state = sum(leaf.numel() for leaf in leaves)
     n_params = sum(p.numel() for p in params)
     groups = [n_state, n_state] + ([n_params] if n_params else [])
+    own_norm = _own_norm(backward_integrator)
+    if seminorm_control and own_norm is not None:
+        raise ValueError(
+            "The backward integrator was given its own norm and seminorm_control is on; "
+            "give one of them (the seminorm is a norm that leaves out the parameter adjoint)."
+        )
     if seminorm_control:
         back = _with_norm(back, group_norm(groups, n_kept=2))
-    elif isinstance(back, AdaptiveIntegrator):
+    elif own_norm is None and isinstance(back, AdaptiveIntegrator):
         back = back.with_norm(group_norm(groups))
     problem = _Problem(
         func=func,
@@ -362,6 +395,7 @@ def adjoint_solve(
         template=y0,
         n_leaves=len(leaves),
         params=tuple(params),
+        backward_norm=own_norm,
     )
     ys = _AdjointFunction.apply(problem, t, *leaves, *problem.params)
     assert problem.stats is not None
