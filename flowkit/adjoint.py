@@ -39,6 +39,7 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 from flowkit.errors import IncompatibleComponentsError
 from flowkit.interfaces import AdaptiveIntegrator, Integrator
+from flowkit.rk.control import mixed_rms_norm
 from flowkit.solution import Solution, SolverStats
 from flowkit.state import Dynamics, State, as_tuple, check_state, like
 
@@ -307,11 +308,8 @@ def _unpacking_norm(norm: Norm, packer: _Packer) -> Norm:
 
 def _own_norm(integrator: Integrator | None) -> Norm | None:
     """The norm a user gave the backward integrator (None for none, or the default)."""
-    from flowkit.rk.control import mixed_rms_norm
-
-    if not isinstance(integrator, AdaptiveIntegrator) or integrator.norm is mixed_rms_norm:
-        return None
-    return integrator.norm  # type: ignore[return-value]
+    own = isinstance(integrator, AdaptiveIntegrator) and integrator.norm is not mixed_rms_norm
+    return integrator.norm if own else None  # type: ignore[union-attr,return-value]
 
 
 def _check_scalar_tolerances(integrator: Integrator) -> None:

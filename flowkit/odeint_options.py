@@ -117,7 +117,9 @@ class ComplexState:
         self.template = y0
         self.complex = tuple(leaf.is_complex() for leaf in leaves)
         self.active = any(self.complex)
-        self.y0 = like(y0, tuple(self._real(leaf, c) for leaf, c in zip(leaves, self.complex)))
+        self.y0 = like(
+            y0, tuple(self._real(leaf, c) for leaf, c in zip(leaves, self.complex, strict=True))
+        )
 
     @staticmethod
     def _real(leaf: Tensor, is_complex: bool) -> Tensor:
