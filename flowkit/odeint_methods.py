@@ -215,7 +215,7 @@ def _native_options(
     out = dict(options)
     if fixed:
         if "n_steps" not in out:
-            out["step_size"] = float((t[1:] - t[:-1]).abs().max())  # one step per interval
+            out["step_size"] = float((t[1:] - t[:-1]).detach().abs().max())  # one step per interval
         return out
     norm = out.get("norm")
     if norm is not None and isinstance(y0, Tensor):
