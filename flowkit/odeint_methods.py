@@ -30,7 +30,9 @@ flowkit has two name sets, and this module is the one table between them.
   ================  =========================  ==========================================
 
   The native method runs when every option given has the same meaning there
-  (:data:`NATIVE_ADAPTIVE_OPTIONS`, :data:`NATIVE_FIXED_OPTIONS`) and the
+  (:data:`NATIVE_ADAPTIVE_OPTIONS`, :data:`NATIVE_FIXED_OPTIONS`, and a fixed
+  method's ``step_size`` when every output interval is a whole number of
+  steps, where torchdiffeq's grid and flowkit's coincide) and the
   function has no torchdiffeq step callbacks; any other torchdiffeq option
   (``grid_constructor``, ``perturb``, ``interp``, ``step_size`` of a fixed
   method, ``jump_t``, ``step_t``, ``safety``, ``ifactor``, ``dfactor``,
@@ -204,9 +206,24 @@ def resolve_method(
     native = TORCHDIFFEQ_NAMES[name]
     fixed = name in _FIXED
     allowed = NATIVE_FIXED_OPTIONS if fixed else NATIVE_ADAPTIVE_OPTIONS
+    if fixed and _steps_hit_the_times(options.get("step_size"), t):
+        allowed = allowed | {"step_size"}
     if native is not None and set(options) <= allowed and not user_callbacks(func):
         return native, _native_options(options, fixed=fixed, y0=y0, t=t)
     return f"torchdiffeq.{name}", _backend_options(options, fixed=fixed)
+
+
+def _steps_hit_the_times(step_size: object, t: Tensor) -> bool:
+    """Whether torchdiffeq's grid for ``step_size`` is the native one: every output
+    interval a whole number of steps (to 1e-9), so both take the same steps."""
+    if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or step_size <= 0:
+        return False
+    gaps = (t[1:] - t[:-1]).detach().abs().tolist()
+    return all(
+        abs(g / step_size - round(g / step_size)) <= 1e-9 * max(1.0, g / step_size)
+        and round(g / step_size) >= 1
+        for g in gaps
+    )
 
 
 def _native_options(
@@ -214,7 +231,7 @@ def _native_options(
 ) -> dict[str, Any]:
     out = dict(options)
     if fixed:
-        if "n_steps" not in out:
+        if "n_steps" not in out and "step_size" not in out:
             out["step_size"] = float((t[1:] - t[:-1]).detach().abs().max())  # one step per interval
         return out
     norm = out.get("norm")

@@ -5,7 +5,8 @@ The steps every torchdiffeq-shaped entry point (:func:`flowkit.odeint`,
 does it:
 
 * ``t`` is cast to the state's real dtype (a float32 state with float64 times
-  is solved and returned in float32, the function sees float32 times);
+  is solved and returned in float32, the function sees float32 times), except
+  to or from half precision (see :func:`cast_times`);
 * a complex state is solved as pairs of reals (``torch.view_as_real``) and
   returned complex;
 * the function's step callbacks that the method does not call get
@@ -50,6 +51,8 @@ ADJOINT_PARAMS_MESSAGE = (
 )
 """torchdiffeq's message, word for word."""
 
+_HALF = (torch.float16, torch.bfloat16)
+
 
 def perturb_enum() -> type:
     """torchdiffeq's ``Perturb`` enum (``NONE``, ``PREV``, ``NEXT``)."""
@@ -71,13 +74,20 @@ def needs_adjoint_params(func: object, adjoint_params: Sequence[Tensor] | None) 
 
 
 def cast_times(t: object, y0: State) -> object:
-    """``t`` in the state's real dtype, as torchdiffeq calls the function (differentiably)."""
+    """``t`` in the state's real dtype, as torchdiffeq calls the function (differentiably).
+
+    Half precision is left alone, unlike torchdiffeq: float16/bfloat16 times
+    are refused (:func:`flowkit.solve.check_times`; they cannot hold 0.1), and
+    a half-precision state keeps float32 times.
+    """
     if not isinstance(t, Tensor) or not t.is_floating_point():
         return t
     leaf = as_tuple(y0)[0]
     if not (leaf.is_floating_point() or leaf.is_complex()):
         return t
     dtype = leaf.abs().dtype if leaf.is_complex() else leaf.dtype
+    if t.dtype in _HALF or dtype in _HALF:
+        return t  # half-precision times are refused, a half state keeps float32 times
     return t if t.dtype == dtype else t.to(dtype)
 
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 import flowkit
 from flowkit import odeint, odeint_adjoint
 from flowkit.errors import UnknownComponentError
+from flowkit.odeint_methods import resolve_method
 from flowkit.solve import solve as solve_path
 
 D = torch.float64
@@ -242,6 +243,7 @@ def test_a_norm_given_for_the_adjoint_backward_solve_is_called() -> None:
         ("midpoint", {"step_size": 0.3}),
         ("heun2", {"step_size": 0.25, "interp": "cubic"}),
         ("heun3", None),
+        ("rk4", {"step_size": 0.1}),
         ("euler", {"perturb": True}),
         ("rk4", {"grid_constructor": lambda f, y0, t: t}),
     ],
@@ -432,6 +434,25 @@ def test_registry_names_keep_flowkits_meaning() -> None:
     assert (dop853 - ref).abs().max() < 1e-11
     torch.testing.assert_close(td8, td8_itself, rtol=1e-14, atol=1e-14)
     assert (td8 - ref).abs().max() > 1e-9
+
+
+def test_one_table_decides_native_or_backend() -> None:
+    t = _times(False)  # intervals 0.4 and 0.7
+
+    def pick(method: str | None, options: dict[str, Any], func: Any = None) -> str:
+        return resolve_method(method, options, func=func or Linear(), y0=_y0("tensor"), t=t)[0]
+
+    assert pick(None, {}) == "dopri5"
+    assert pick("rk4", {}) == pick("rk4", {"step_size": 0.1}) == "rk4_38"
+    assert pick("rk4", {"step_size": 0.3}) == "torchdiffeq.rk4"  # torchdiffeq interpolates
+    assert pick("heun2", {"n_steps": 10}) == "heun"
+    assert pick("dopri5", {"first_step": 0.1, "norm": max}) == "dopri5"
+    assert (
+        pick("dopri5", {"jump_t": t}) == pick("dopri5", {"min_step": 0.1}) == "torchdiffeq.dopri5"
+    )
+    assert pick("dopri5", {}, Logged()) == "torchdiffeq.dopri5"  # callbacks
+    assert pick("dopri8", {}) == "torchdiffeq.dopri8"
+    assert pick("tsit5", {"bogus": 1}) == "tsit5"  # other names pass through (and fail there)
 
 
 @pytest.mark.parametrize(
