@@ -29,10 +29,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor
 
-from flowkit.interfaces import GradientStrategy
-from flowkit.odeint_methods import resolve_method
+from flowkit.interfaces import GradientStrategy, Integrator
+from flowkit.odeint_methods import UNREGISTERED, resolve_method
 from flowkit.odeint_options import (
     ComplexState,
     cast_times,
@@ -40,12 +41,13 @@ from flowkit.odeint_options import (
     needs_adjoint_params,
     warn_unsupported_callbacks,
 )
+from flowkit.odeint_torchdiffeq import TorchdiffeqMethod
 from flowkit.registry import Registry, get_registry
 from flowkit.solution import Solution, SolverStats
 from flowkit.solve import check_times, solve
-from flowkit.state import Dynamics, State, check_state
+from flowkit.state import Dynamics, State, as_tuple, check_state
 
-__all__ = ["integrator_options", "odeint", "odeint_solution"]
+__all__ = ["build_integrator", "integrator_options", "odeint", "odeint_solution"]
 
 _BACKPROP = "backprop"
 
@@ -77,6 +79,38 @@ def integrator_options(
             raise TypeError(f"{name} is given twice: as an argument and in options.")
         out[name] = value
     return out
+
+
+def build_integrator(
+    registry: Registry,
+    name: str,
+    options: dict[str, Any],
+    rtol: float | Tensor | None,
+    atol: float | Tensor | None,
+) -> tuple[str | Integrator, dict[str, Any] | None]:
+    """The integrator for a resolved method name: the name and its options, or,
+    for a torchdiffeq method no plugin registers, a
+    :class:`~flowkit.odeint_torchdiffeq.TorchdiffeqMethod` (options ``None``).
+
+    Raises:
+        TypeError: for an unknown option or a misplaced tolerance.
+    """
+    short = name.removeprefix("torchdiffeq.")
+    if short != name and short in UNREGISTERED and ("integrator", name) not in registry:
+        tolerances = {k: v for k, v in (("rtol", rtol), ("atol", atol)) if v is not None}
+        return TorchdiffeqMethod(short, **tolerances, **options), None
+    return name, integrator_options(registry, name, options, rtol, atol)
+
+
+def _needs_gradients(func: Dynamics, y0: State, t: object, params: object) -> bool:
+    """Whether a solve under grad mode must give gradients (to what flowkit can see)."""
+    if not torch.is_grad_enabled():
+        return False
+    owner = func if isinstance(func, torch.nn.Module) else getattr(func, "__self__", None)
+    tensors = [*as_tuple(y0), *(params or ()), *([t] if isinstance(t, Tensor) else [])]
+    if isinstance(owner, torch.nn.Module):
+        tensors += list(owner.parameters())
+    return any(x.requires_grad for x in tensors)
 
 
 def _uses_params(gradient: str | GradientStrategy, registry: Registry) -> bool:
@@ -126,9 +160,6 @@ def odeint_solution(
             "event handling."
         )
     registry = registry if registry is not None else get_registry()
-    if _uses_params(gradient, registry):
-        owner = func if not hasattr(func, "__self__") else func.__self__  # type: ignore[union-attr]
-        needs_adjoint_params(owner, adjoint_params)
     warn_unsupported_callbacks(func, method)
     complex_state = ComplexState(y0)
     y_real = check_state(complex_state.y0)
@@ -137,14 +168,21 @@ def odeint_solution(
         return Solution(ts=t, ys=initial_only(y0), stats=SolverStats())  # type: ignore[arg-type]
     times = check_times(t, y_real)
     name, options_ = resolve_method(method, dict(options or {}), func=func, y0=y0, t=times)
+    integrator, options_ = build_integrator(registry, name, options_, rtol, atol)
+    detached = isinstance(integrator, TorchdiffeqMethod) and integrator.method == "scipy_solver"
+    if detached and gradient == _BACKPROP and _needs_gradients(func, y0, times, adjoint_params):
+        gradient = "adjoint"  # scipy returns no graph: gradients through the adjoint
+    if _uses_params(gradient, registry):
+        owner = getattr(func, "__self__", func)
+        needs_adjoint_params(owner, adjoint_params)
     solution = solve(
         complex_state.func(func),
         y_real,
         times,
-        integrator=name,
+        integrator=integrator,
         gradient=gradient,
         params=adjoint_params,
-        integrator_options=integrator_options(registry, name, options_, rtol, atol),
+        integrator_options=options_,
         gradient_options=gradient_options,
         registry=registry,
     )

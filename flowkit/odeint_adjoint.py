@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import Tensor
 
-from flowkit.odeint import integrator_options, odeint
+from flowkit.odeint import build_integrator, odeint
 from flowkit.odeint_methods import resolve_method
 from flowkit.odeint_options import adjoint_norm_adapter, cast_times, needs_adjoint_params
 from flowkit.registry import Registry, get_registry
@@ -102,8 +102,11 @@ def odeint_adjoint(
     registry = registry if registry is not None else get_registry()
     times = t if isinstance(t, Tensor) and t.numel() < 2 else check_times(cast_times(t, y0), y0)
     name, back_options = resolve_method(adjoint_method, back_options, func=func, y0=y0, t=times)
-    back_options = integrator_options(registry, name, back_options, adjoint_rtol, adjoint_atol)
-    backward = registry.create("integrator", name, **back_options)
+    backward, back_options = build_integrator(
+        registry, name, back_options, adjoint_rtol, adjoint_atol
+    )
+    if isinstance(backward, str):
+        backward = registry.create("integrator", backward, **(back_options or {}))
     if callable(norm) and not hasattr(backward, "with_norm"):
         raise TypeError(
             f"adjoint_options['norm'] needs an adaptive adjoint_method; {adjoint_method!r} takes "

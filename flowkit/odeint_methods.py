@@ -41,8 +41,11 @@ flowkit has two name sets, and this module is the one table between them.
   torchdiffeq means. An option neither takes is a ``TypeError`` naming the
   valid ones (torchdiffeq only warns).
   ``explicit_adams``, ``implicit_adams``/``fixed_adams`` and ``scipy_solver``
-  are not registered by the backend (see ``flowkit.plugins.torchdiffeq_backend.SKIPPED``)
-  and raise :class:`~flowkit.errors.UnknownComponentError` saying why.
+  (:data:`UNREGISTERED`) are not registered by the backend (see
+  ``flowkit.plugins.torchdiffeq_backend.SKIPPED``); ``flowkit.odeint`` runs
+  them through ``torchdiffeq.odeint`` itself
+  (:class:`~flowkit.odeint_torchdiffeq.TorchdiffeqMethod`), ``scipy_solver``
+  with gradients from flowkit's adjoint.
 * **Every other name** (``tsit5``, ``rk4_38``, ``torchdiffeq.dopri8``,
   ``torchsde.heun``, a third-party plugin's) passes through to the registry
   unchanged, with flowkit's options.
@@ -79,6 +82,7 @@ __all__ = [
     "NATIVE_ADAPTIVE_OPTIONS",
     "NATIVE_FIXED_OPTIONS",
     "TORCHDIFFEQ_NAMES",
+    "UNREGISTERED",
     "MethodChoice",
     "resolve_method",
     "supported_callbacks",
@@ -124,6 +128,9 @@ NATIVE_FIXED_OPTIONS = frozenset({"n_steps"})
 
 CALLBACK_NAMES = ("callback_step", "callback_accept_step", "callback_reject_step")
 """torchdiffeq's step callbacks, looked up on the function as attributes."""
+
+UNREGISTERED = frozenset({"explicit_adams", "implicit_adams", "fixed_adams", "scipy_solver"})
+"""torchdiffeq names that no plugin registers (run by torchdiffeq itself)."""
 
 MethodChoice = tuple[str, dict[str, Any]]
 """A registry name and the integrator options to build it with."""
@@ -194,15 +201,15 @@ def resolve_method(
     Returns:
         ``(registry name, options)``.
 
-    Raises:
-        UnknownComponentError: for ``explicit_adams``, ``implicit_adams``,
-            ``fixed_adams`` and ``scipy_solver``, which the backend does not
-            register, naming the reason.
+    An :data:`UNREGISTERED` name comes back as ``torchdiffeq.<name>`` with
+    the options as given; :func:`flowkit.odeint` runs it with
+    :class:`~flowkit.odeint_torchdiffeq.TorchdiffeqMethod`.
     """
     name = "dopri5" if method is None else method
     if name not in TORCHDIFFEQ_NAMES:
         return name, dict(options)
-    _refuse_unregistered(name)
+    if name in UNREGISTERED:
+        return f"torchdiffeq.{name}", dict(options)  # torchdiffeq's own options, verbatim
     native = TORCHDIFFEQ_NAMES[name]
     fixed = name in _FIXED
     allowed = NATIVE_FIXED_OPTIONS if fixed else NATIVE_ADAPTIVE_OPTIONS
@@ -255,23 +262,3 @@ def _backend_options(options: dict[str, Any], *, fixed: bool) -> dict[str, Any]:
     elif "grid_constructor" not in out and "n_steps" not in out:
         out["grid_constructor"] = lambda func, y0, t: t  # torchdiffeq's default: t itself
     return out
-
-
-def _refuse_unregistered(name: str) -> None:
-    if name not in ("explicit_adams", "implicit_adams", "fixed_adams", "scipy_solver"):
-        return
-    from flowkit.errors import UnknownComponentError
-
-    why = {
-        "scipy_solver": "it integrates through NumPy and returns tensors without gradients",
-        "explicit_adams": "it converges to wrong solutions in torchdiffeq 0.2.5",
-    }.get(
-        name,
-        "its convergence order changes with the step size, so it cannot meet flowkit's "
-        "integrator contract",
-    )
-    raise UnknownComponentError(
-        f"torchdiffeq's method {name!r} is not available in flowkit.odeint: {why} (see "
-        "flowkit.plugins.torchdiffeq_backend.SKIPPED). Call torchdiffeq.odeint for it, or choose "
-        "'dopri5' (adaptive) or 'rk4' (fixed step)."
-    )

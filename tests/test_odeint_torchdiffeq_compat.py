@@ -19,7 +19,6 @@ from torch import Tensor, nn
 
 import flowkit
 from flowkit import odeint, odeint_adjoint
-from flowkit.errors import UnknownComponentError
 from flowkit.odeint_methods import resolve_method
 from flowkit.solve import solve as solve_path
 
@@ -455,12 +454,26 @@ def test_one_table_decides_native_or_backend() -> None:
     assert pick("tsit5", {"bogus": 1}) == "tsit5"  # other names pass through (and fail there)
 
 
-@pytest.mark.parametrize(
-    "method", ["explicit_adams", "implicit_adams", "fixed_adams", "scipy_solver"]
-)
-def test_unavailable_torchdiffeq_methods_say_why(method: str) -> None:
-    with pytest.raises(UnknownComponentError, match=f"{method}.*torchdiffeq.odeint"):
-        odeint(Linear(), _y0("tensor"), _times(False), method=method)
+@pytest.mark.parametrize("kind", ["tensor", "tuple"])
+@pytest.mark.parametrize("method", ["explicit_adams", "implicit_adams", "fixed_adams"])
+def test_unregistered_adams_methods_are_torchdiffeqs_own(kind: str, method: str) -> None:
+    ours = _grads(odeint, kind, True, method=method, options={"step_size": 0.05})
+    theirs = _grads(torchdiffeq.odeint, kind, True, method=method, options={"step_size": 0.05})
+    _close(ours[0], theirs[0], 1e-14, 1e-14)
+    _close(ours[1][:-1], theirs[1][:-1], 1e-12, 1e-13)
+    with pytest.raises(TypeError, match=r"Unknown option.*'bogus'.*max_order"):
+        odeint(Linear(), _y0(kind), _times(False), method=method, options={"bogus": 1})
+
+
+@pytest.mark.parametrize("kind", ["tensor", "tuple"])
+def test_scipy_solver_gets_gradients_through_the_adjoint(kind: str) -> None:
+    tol = {"rtol": 1e-10, "atol": 1e-12}
+    ours = _grads(odeint, kind, False, method="scipy_solver", **tol)
+    theirs = _grads(torchdiffeq.odeint_adjoint, kind, False, method="scipy_solver", **tol)
+    _close(ours[0], theirs[0], 1e-9, 1e-10)
+    _close(ours[1], theirs[1], 1e-6, 1e-8)
+    plain = torchdiffeq.odeint(_field(kind), _y0(kind), _times(False), method="scipy_solver")
+    assert not any(x.requires_grad for x in _leaves(plain))  # torchdiffeq: no gradient at all
 
 
 @pytest.mark.parametrize("reverse", [False, True])
