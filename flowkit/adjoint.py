@@ -11,6 +11,8 @@ forward one by default, or another one with its own options::
 
 At each output time ``t_i`` the incoming gradient ``dL/dy(t_i)`` is added to
 ``a_y`` and the state is reset to the value saved by the forward solve. The
+field's ``callback_*_adjoint`` methods (torchdiffeq's) become the augmented
+field's ``callback_*``, called with ``(t0, (*y, *a_y, *a_params), dt)``. The
 vector-Jacobian products come from :func:`torch.autograd.grad` on a local graph
 of one evaluation of ``f``, so memory does not grow with the number of steps.
 
@@ -200,6 +202,10 @@ def _vjp_field(problem: _Problem, packer: _Packer) -> Callable[[Tensor, State], 
         out += [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs, strict=True)]
         return packer.pack(out)
 
+    for name in ("callback_step", "callback_accept_step", "callback_reject_step"):
+        hook = getattr(func, f"{name}_adjoint", None)  # torchdiffeq's adjoint callbacks
+        if callable(hook):  # called by a backward integrator that calls step callbacks
+            setattr(augmented, name, lambda t0, s, dt, h=hook: h(t0, packer.unpack(s), dt))
     return augmented
 
 
@@ -227,12 +233,9 @@ class _AdjointFunction(torch.autograd.Function):
     def backward(ctx: FunctionCtx, *grad_ys: Tensor) -> tuple[Tensor | None, ...]:
         problem: _Problem = ctx.problem  # type: ignore[attr-defined]
         t, *ys = ctx.saved_tensors  # type: ignore[attr-defined]
-        n = problem.n_leaves
-        params = problem.params
-        stats = problem.stats
+        n, params, stats = problem.n_leaves, problem.params, problem.stats
+        func, template = problem.func, problem.template
         assert stats is not None
-        func = problem.func
-        template = problem.template
         needs_t = ctx.needs_input_grad[1]  # type: ignore[attr-defined]
 
         def f_at(i: int) -> tuple[Tensor, ...]:
@@ -276,14 +279,10 @@ class _AdjointFunction(torch.autograd.Function):
 
 
 def _with_norm(integrator: Integrator, norm: Norm) -> Integrator:
-    """A copy of ``integrator`` that uses ``norm`` for its error control.
-
-    The integrator must declare its tolerances and norm by deriving from
-    :class:`~flowkit.interfaces.AdaptiveIntegrator`; the copy comes from its
-    :meth:`~flowkit.interfaces.AdaptiveIntegrator.with_norm`.
+    """A copy of ``integrator`` measuring its errors with ``norm`` (its ``with_norm``).
 
     Raises:
-        IncompatibleComponentsError: when the integrator cannot take a norm.
+        IncompatibleComponentsError: when it is not an ``AdaptiveIntegrator``.
     """
     if not isinstance(integrator, AdaptiveIntegrator):
         raise IncompatibleComponentsError(

@@ -14,17 +14,24 @@ is called as torchdiffeq calls it, with ``(t, y, adj_y, *adj_params)`` (a
 tuple state's leaves spread out), where ``t`` is a zero scalar: flowkit's
 adjoint integrates no time adjoint, time gradients come from the
 sensitivities at the output times (see :mod:`flowkit.solve`).
+
+The function's ``callback_step_adjoint``, ``callback_accept_step_adjoint`` and
+``callback_reject_step_adjoint`` are called by the backward solve, as in
+torchdiffeq (which then runs on the torchdiffeq backend), with ``(t0, state,
+dt)``; ``state`` is flowkit's augmented state ``(*y, *a_y, *a_params)``,
+without torchdiffeq's leading time-adjoint entry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 from torch import Tensor
 
 from flowkit.odeint import build_integrator, odeint
-from flowkit.odeint_methods import resolve_method
+from flowkit.odeint_methods import CALLBACK_NAMES, resolve_method
 from flowkit.odeint_options import adjoint_norm_adapter, cast_times, needs_adjoint_params
 from flowkit.registry import Registry, get_registry
 from flowkit.solve import check_times
@@ -101,7 +108,10 @@ def odeint_adjoint(
     norm = back_options.pop("norm", None)
     registry = registry if registry is not None else get_registry()
     times = t if isinstance(t, Tensor) and t.numel() < 2 else check_times(cast_times(t, y0), y0)
-    name, back_options = resolve_method(adjoint_method, back_options, func=func, y0=y0, t=times)
+    hooks = SimpleNamespace(  # the adjoint callbacks are the backward solve's step callbacks
+        **{n: getattr(func, f"{n}_adjoint", None) for n in CALLBACK_NAMES}
+    )
+    name, back_options = resolve_method(adjoint_method, back_options, func=hooks, y0=y0, t=times)
     backward, back_options = build_integrator(
         registry, name, back_options, adjoint_rtol, adjoint_atol
     )

@@ -387,6 +387,39 @@ def test_callbacks_are_called_as_in_torchdiffeq(method: str, reverse: bool) -> N
     assert len(messages[0]) == len(messages[1]) == (1 if method == "euler" else 0)
 
 
+class LoggedAdjoint(Linear):
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple[str, float, int]] = []
+
+    def callback_step_adjoint(self, t0: Tensor, y: Any, dt: Tensor) -> None:
+        self.log.append(("step", float(t0), len(y)))
+
+    def callback_accept_step_adjoint(self, t0: Tensor, y: Any, dt: Tensor) -> None:
+        self.log.append(("accept", float(t0), len(y)))
+
+    def callback_reject_step_adjoint(self, t0: Tensor, y: Any, dt: Tensor) -> None:
+        self.log.append(("reject", float(t0), len(y)))
+
+
+def test_adjoint_callbacks_are_called_by_the_backward_solve() -> None:
+    logs = []
+    for solve in (odeint_adjoint, torchdiffeq.odeint_adjoint):
+        field = LoggedAdjoint()
+        ys = solve(field, _y0("tensor").requires_grad_(True), _times(False), rtol=1e-6, atol=1e-8)
+        assert not field.log  # nothing in the forward solve
+        ys.sum().backward()
+        logs.append(field.log)
+    ours, theirs = logs
+    # the same backward steps to the step controller's precision (torchdiffeq's augmented
+    # state also carries the time adjoint, one leaf more: (t, y, a_y, a_A, a_B))
+    assert [e[0] for e in ours] == [e[0] for e in theirs]
+    assert {e[2] for e in ours} == {4} and {e[2] for e in theirs} == {5}
+    for a, b in zip(ours, theirs, strict=True):
+        assert abs(a[1] - b[1]) < 0.02
+    assert ours[0][1] == 1.1 and 0.0 < ours[-1][1] < 0.4
+
+
 # -- shapes, names, complex ---------------------------------------------------------
 @pytest.mark.parametrize("kind", ["tensor", "tuple"])
 def test_a_single_time_returns_the_initial_state(kind: str) -> None:
