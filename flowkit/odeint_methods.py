@@ -14,20 +14,25 @@ flowkit has two name sets, and this module is the one table between them.
   the native method with the same tableau, run natively, or else to the
   registered ``torchdiffeq.<name>`` backend:
 
-  ================  =========================  ==========================================
-  torchdiffeq name  native method (same steps)  otherwise
-  ================  =========================  ==========================================
-  ``dopri5``        ``dopri5``                 ``torchdiffeq.dopri5``
-  ``bosh3``         ``bosh3``                  ``torchdiffeq.bosh3``
-  ``adaptive_heun`` ``adaptive_heun``          ``torchdiffeq.adaptive_heun``
-  ``euler``         ``euler``                  ``torchdiffeq.euler``
-  ``midpoint``      ``midpoint``               ``torchdiffeq.midpoint``
-  ``heun2``         ``heun``                   ``torchdiffeq.heun2``
-  ``rk4``           ``rk4_38`` (the 3/8 rule)  ``torchdiffeq.rk4``
-  ``dopri8``        none (a different pair)    ``torchdiffeq.dopri8``
-  ``fehlberg2``     none                       ``torchdiffeq.fehlberg2``
-  ``heun3``         none                       ``torchdiffeq.heun3``
-  ================  =========================  ==========================================
+  =================  ==========================  =================================
+  torchdiffeq name   native twin (same tableau)  otherwise (and for their options)
+  =================  ==========================  =================================
+  ``dopri5``         ``dopri5``                  ``torchdiffeq.dopri5``
+  ``bosh3``          ``bosh3``                   ``torchdiffeq.bosh3``
+  ``adaptive_heun``  ``adaptive_heun``           ``torchdiffeq.adaptive_heun``
+  ``euler``          ``euler``                   ``torchdiffeq.euler``
+  ``midpoint``       ``midpoint``                ``torchdiffeq.midpoint``
+  ``heun2``          ``heun``                    ``torchdiffeq.heun2``
+  ``rk4``            ``rk4_38`` (the 3/8 rule)   ``torchdiffeq.rk4``
+  ``dopri8``         none (another 8(7) pair)    ``torchdiffeq.dopri8``
+  ``fehlberg2``      none                        ``torchdiffeq.fehlberg2``
+  ``heun3``          none                        ``torchdiffeq.heun3``
+  =================  ==========================  =================================
+
+  A fixed-step twin gives torchdiffeq's values to round-off. An adaptive twin
+  takes its own steps (flowkit's step control) and agrees to the tolerance:
+  native ``bosh3`` and ``adaptive_heun`` step to the output times where
+  torchdiffeq interpolates, which is why they can be more accurate there.
 
   The native method runs when every option given has the same meaning there
   (:data:`NATIVE_ADAPTIVE_OPTIONS`, :data:`NATIVE_FIXED_OPTIONS`, and a fixed
