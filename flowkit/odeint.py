@@ -170,11 +170,14 @@ def odeint_solution(
     name, options_ = resolve_method(method, dict(options or {}), func=func, y0=y0, t=times)
     integrator, options_ = build_integrator(registry, name, options_, rtol, atol)
     detached = isinstance(integrator, TorchdiffeqMethod) and integrator.method == "scipy_solver"
-    if detached and gradient == _BACKPROP and _needs_gradients(func, y0, times, adjoint_params):
+    backprop = not _uses_params(gradient, registry)
+    if detached and backprop and _needs_gradients(func, y0, times, adjoint_params):
         gradient = "adjoint"  # scipy returns no graph: gradients through the adjoint
+    owner = getattr(func, "__self__", func)
     if _uses_params(gradient, registry):
-        owner = getattr(func, "__self__", func)
         needs_adjoint_params(owner, adjoint_params)
+    if complex_state.active and adjoint_params is None and isinstance(owner, torch.nn.Module):
+        adjoint_params = tuple(owner.parameters())  # the real-pair wrapper is no Module
     solution = solve(
         complex_state.func(func),
         y_real,
