@@ -32,6 +32,7 @@ from flowkit.interfaces import (
     VectorField,
 )
 from flowkit.odeint import odeint, odeint_solution
+from flowkit.odeint_event import EventNotFoundError, odeint_event
 from flowkit.registry import ComponentSpec, Registry, build_registry, get_registry, reset_registry
 from flowkit.solution import Solution, SolverStats
 
@@ -39,6 +40,7 @@ __all__ = [
     "CNF",
     "CNFSequence",
     "ENTRY_POINT_GROUP",
+    "EventNotFoundError",
     "PROJECT_NAME",
     "Compatibility",
     "ComponentSpec",
@@ -71,6 +73,7 @@ __all__ = [
     "hookspec",
     "load",
     "odeint",
+    "odeint_event",
     "odeint_solution",
     "reset_registry",
 ]
