@@ -48,7 +48,7 @@ from flowkit.state import Dynamics, State, as_tuple, like
 __all__ = ["EventNotFoundError", "odeint_event"]
 
 DEFAULT_EVENT_TOL = 1e-9
-"""Bracket length at which the event search stops when neither ``event_tol`` nor ``atol`` is given."""
+"""The search's bracket length when neither ``event_tol`` nor a numeric ``atol`` is given."""
 
 OdeintInterface = Callable[..., State]
 
@@ -87,7 +87,8 @@ def odeint_event(
         dtype) and the states at ``t0`` and at ``event_t`` stacked along a new
         first axis (a tuple of such tensors when ``y0`` is a tuple). Both are
         differentiable with respect to ``y0``, ``t0``, the parameters of
-        ``func`` and those of ``event_fn``.
+        ``func`` and those of ``event_fn``. When ``event_fn`` is already zero
+        at ``t0``, the event is ``t0`` itself and ``ys`` is ``[y0, y0]``.
 
     Raises:
         EventNotFoundError: when ``event_fn`` keeps its sign over the whole
@@ -113,7 +114,9 @@ def odeint_event(
     """
     start = _initial_time(t0, y0)
     if not callable(event_fn):
-        raise TypeError(f"event_fn must be callable as event_fn(t, y), got {type(event_fn).__name__}.")
+        raise TypeError(
+            f"event_fn must be callable as event_fn(t, y), got {type(event_fn).__name__}."
+        )
     if not isinstance(reverse_time, bool):
         raise TypeError(f"reverse_time must be True or False, got {reverse_time!r}.")
     tol = _event_tolerance(event_tol, kwargs.get("atol"))
@@ -127,16 +130,17 @@ def odeint_event(
         event_t = locate_event(
             solve, event, start.detach(), y0_detached, direction=-1 if reverse_time else 1, tol=tol
         )
-    if bool(event_t == start.detach()):
-        ys: State = like(y0, tuple(torch.stack([leaf, leaf]) for leaf in as_tuple(y0)))
-    else:
-        times = torch.cat([start.reshape(1), event_t.reshape(1)])
-        ys = odeint_interface(func, y0, times, **kwargs)
+    if bool(event_t == start.detach()):  # an event at t0: nothing to solve, nothing to move
+        return start, like(y0, tuple(torch.stack([leaf, leaf]) for leaf in as_tuple(y0)))
+    times = torch.cat([start.reshape(1), event_t.reshape(1)])
+    ys = odeint_interface(func, y0, times, **kwargs)
     stacked = as_tuple(ys)
     event_t, final = _through_event_time(
         func, event, event_t, tuple(leaf[-1] for leaf in stacked), y0
     )
-    leaves = tuple(torch.cat([leaf[:-1], end[None]]) for leaf, end in zip(stacked, final, strict=True))
+    leaves = tuple(
+        torch.cat([leaf[:-1], end[None]]) for leaf, end in zip(stacked, final, strict=True)
+    )
     return event_t, like(y0, leaves)
 
 

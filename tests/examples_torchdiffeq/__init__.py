@@ -1,4 +1,4 @@
-"""torchdiffeq's documented examples, re-implemented compactly and parametrised by the solver module.
+"""torchdiffeq's documented examples, re-implemented compactly, parametrised by the solver module.
 
 Each module mirrors one script of torchdiffeq's ``examples/`` folder (same
 model, data, loss and optimiser, smaller sizes so that a few iterations run in

@@ -10,6 +10,8 @@ differentiable through the event times. All in float64, as the script runs.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -18,6 +20,7 @@ from examples_torchdiffeq.common import SolverModule, solver_function
 __all__ = ["BouncingBall", "closed_form_collision_times"]
 
 State = tuple[Tensor, Tensor, Tensor]
+Number = Any
 TOL = 1e-8
 
 
@@ -47,7 +50,7 @@ class BouncingBall(nn.Module):
         self.odeint = solver_function(solvers, adjoint)
 
     def forward(self, t: Tensor, state: State) -> State:
-        pos, vel, log_radius = state
+        _, vel, log_radius = state
         return vel, -self.gravity, torch.zeros_like(log_radius)
 
     def event_fn(self, t: Tensor, state: State) -> Tensor:
@@ -105,20 +108,23 @@ class BouncingBall(nn.Module):
 def closed_form_collision_times(
     nbounces: int,
     *,
-    t0: float = 0.0,
-    pos: float = 10.0,
-    vel: float = 0.0,
-    gravity: float = 9.8,
-    radius: float = 0.2,
-    absorption: float = 0.2,
+    t0: Number = 0.0,
+    pos: Number = 10.0,
+    vel: Number = 0.0,
+    gravity: Number = 9.8,
+    radius: Number = 0.2,
+    absorption: Number = 0.2,
     lift: float = 1e-7,
-) -> list[float]:
-    """The collision times of the same ball in closed form (free fall between bounces)."""
+) -> list[Number]:
+    """The collision times of the same ball in closed form (free fall between bounces).
+
+    Floats or 0-dimensional tensors (then the times are differentiable in them).
+    """
     times = []
     for _ in range(nbounces):
         # pos + vel s - g s^2 / 2 = radius: the positive root s.
         s = (vel + (vel**2 + 2 * gravity * (pos - radius)) ** 0.5) / gravity
-        t0 += s
+        t0 = t0 + s
         times.append(t0)
         vel = -(vel - gravity * s) * (1 - absorption)
         pos = radius + lift

@@ -28,7 +28,9 @@ from examples_torchdiffeq.common import (
 __all__ = ["HyperCNF", "HyperNetwork", "run", "trace_df_dz", "two_circles"]
 
 
-def two_circles(generator: torch.Generator, n: int, *, noise: float = 0.06, factor: float = 0.5) -> Tensor:
+def two_circles(
+    generator: torch.Generator, n: int, *, noise: float = 0.06, factor: float = 0.5
+) -> Tensor:
     """``n`` points on two concentric circles (radii 1 and ``factor``), with Gaussian noise."""
     n_out = n // 2
     outer = torch.linspace(0.0, 2 * math.pi, n_out + 1, dtype=torch.float64)[:-1]

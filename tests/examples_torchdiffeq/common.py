@@ -13,7 +13,7 @@ from torch import Tensor, nn
 __all__ = ["ExampleRun", "SolverModule", "parameters_of", "seeded", "solver_function"]
 
 SolverModule = ModuleType
-"""``torchdiffeq`` or ``flowkit``: a module with ``odeint``, ``odeint_adjoint``, ``odeint_event``."""
+"""``torchdiffeq`` or ``flowkit``: has ``odeint``, ``odeint_adjoint`` and ``odeint_event``."""
 
 
 @dataclass
@@ -26,7 +26,7 @@ class ExampleRun:
 
 
 def solver_function(solvers: SolverModule, adjoint: bool) -> Callable[..., Any]:
-    """``solvers.odeint_adjoint`` when ``adjoint``, else ``solvers.odeint`` (the examples' switch)."""
+    """``solvers.odeint_adjoint`` when ``adjoint``, else ``solvers.odeint`` (as the scripts)."""
     return solvers.odeint_adjoint if adjoint else solvers.odeint
 
 

@@ -49,7 +49,9 @@ def spirals(
         start = nsample + int(torch.randint(ntotal - 2 * nsample, (1,), generator=generator))
         orig = counter if bool(torch.rand((), generator=generator) > 0.5) else clockwise
         piece = orig[start : start + nsample]
-        pieces.append(piece + noise_std * torch.randn(piece.shape, generator=generator, dtype=piece.dtype))
+        pieces.append(
+            piece + noise_std * torch.randn(piece.shape, generator=generator, dtype=piece.dtype)
+        )
     return torch.stack(pieces).float(), orig_ts[:nsample].float()
 
 
@@ -89,7 +91,9 @@ class Decoder(nn.Module):
 
     def __init__(self, latent_dim: int = 4, obs_dim: int = 2, nhidden: int = 20) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(latent_dim, nhidden), nn.ReLU(), nn.Linear(nhidden, obs_dim))
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, nhidden), nn.ReLU(), nn.Linear(nhidden, obs_dim)
+        )
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z)
