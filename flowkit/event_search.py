@@ -51,8 +51,8 @@ GRID_INTERVALS = 32
 FIRST_WINDOW = 1.0
 """Length of the first search window; each further window doubles it."""
 
-MAX_WINDOWS = 40
-"""Windows searched before giving up (they reach ``2**40 - 1`` time units past ``t0``)."""
+MAX_WINDOWS = 20
+"""Windows searched before giving up (they reach ``2**20 - 1``, ~1e6, time units past ``t0``)."""
 
 _MAX_REFINEMENTS = 64
 
@@ -73,7 +73,7 @@ class EventNotFoundError(IntegrationError):
 
 
 def combine_event_functions(event_fn: EventFunction, t0: Tensor, y0: State) -> EventFunction:
-    """One scalar event function, positive at ``t0``, that reaches zero with any element of ``event_fn``.
+    """A scalar event function, positive at ``t0``, zero when any element of ``event_fn`` is.
 
     Each element is multiplied by its sign at ``(t0, y0)`` and the minimum is
     taken (torchdiffeq's rule, so an element that is zero at ``t0`` is an event
@@ -179,7 +179,9 @@ def locate_event(
         hit = _first_reached(event, times, states)
         if hit is not None:
             before = float(times[hit - 1])
-            return _refine(solve, event, t0, before, _state_at(states, hit - 1), float(times[hit]), tol)
+            return _refine(
+                solve, event, t0, before, _state_at(states, hit - 1), float(times[hit]), tol
+            )
         start, y_start, window = float(times[-1]), _state_at(states, -1), 2.0 * window
     raise EventNotFoundError(
         f"event_fn never reached zero between t0={float(t0)} and t={start} "

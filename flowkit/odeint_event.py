@@ -92,7 +92,7 @@ def odeint_event(
 
     Raises:
         EventNotFoundError: when ``event_fn`` keeps its sign over the whole
-            search (about ``1e12`` time units).
+            search (about ``1e6`` time units past ``t0``).
         ValueError: for a ``t0`` with more than one element, a non-positive
             ``event_tol``, or, when gradients are needed, an event where
             ``event_fn`` touches zero without crossing it (its rate of change
