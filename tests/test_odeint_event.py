@@ -13,6 +13,8 @@ import math
 import pytest
 import torch
 import torchdiffeq
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import Tensor, nn
 
 import flowkit
@@ -83,6 +85,35 @@ def test_event_time_and_gradients_match_closed_form(tuple_state: bool, reverse_t
     assert func.k.grad.item() == pytest.approx(-math.log(y0_value / c_value) / k**2, rel=1e-7)
     assert c.grad.item() == pytest.approx(-1 / (k * c_value), rel=1e-7)  # torchdiffeq: no grad
     assert t0.grad.item() == pytest.approx(1.0, rel=1e-7)
+
+
+@given(
+    k=st.floats(0.2, 3.0),
+    y0_value=st.floats(0.6, 5.0),
+    fraction=st.floats(0.05, 0.95),
+    t0_value=st.floats(-2.0, 2.0),
+    reverse_time=st.booleans(),
+)
+def test_drawn_decays_match_closed_form(
+    k: float, y0_value: float, fraction: float, t0_value: float, reverse_time: bool
+) -> None:
+    # Forward the state decays to y0 * fraction; backward it grows to y0 / fraction.
+    c_value = y0_value / fraction if reverse_time else y0_value * fraction
+    func = Decay(k)
+    y0 = _leaf(y0_value)
+    event_t, _ = odeint_event(
+        func,
+        y0.reshape(1),
+        torch.tensor(t0_value, dtype=F64),
+        event_fn=lambda t, y: y[0] - c_value,
+        reverse_time=reverse_time,
+        **TOL,
+    )
+    exact = t0_value + math.log(y0_value / c_value) / k
+    assert event_t.item() == pytest.approx(exact, abs=1e-8)
+    event_t.backward()
+    assert y0.grad.item() == pytest.approx(1 / (k * y0_value), rel=1e-6)
+    assert func.k.grad.item() == pytest.approx(-math.log(y0_value / c_value) / k**2, rel=1e-6)
 
 
 def test_state_at_event_moves_with_the_event_time() -> None:
