@@ -6,11 +6,19 @@ gradients), so every integrator that ``flowkit.odeint`` accepts can locate
 events, and the states between its steps come from the integrator's own dense
 output (or its steps to the requested times).
 
-1. **Bracketing.** From ``t0`` the solution is sampled on a grid of
-   :data:`GRID_INTERVALS` intervals over windows of length 1, 2, 4, ... (in the
-   direction of integration), each window starting from the last state of the
-   one before. The event function is evaluated at every grid time; the first
-   time where it no longer has its initial sign closes the bracket.
+1. **Bracketing.** From ``t0`` the solution is solved over consecutive
+   windows (in the direction of integration), each starting from the last
+   state of the one before, and sampled on a grid of :data:`GRID_INTERVALS`
+   intervals joined with every time at which the solver evaluated the field
+   where those are closer together than the grid (its steps and stages: the
+   grid is as fine as the solver's own steps, as torchdiffeq's search, so an
+   oscillation faster than the grid is not stepped over). The event function
+   is evaluated at every grid time; the first time where it no longer has its
+   initial sign closes the bracket. The first window is
+   :data:`FIRST_WINDOW` long; each next one is scaled so that the solver
+   evaluates the field about :data:`TARGET_EVALUATIONS` times in it (at most
+   4 times longer, at least half as long), so slow dynamics are crossed in a
+   few windows and fast ones are never solved far past their event.
 2. **Refinement.** The bracket is re-sampled on a grid of
    :data:`GRID_INTERVALS` intervals, solving from the bracket's left state,
    until it is shorter than the tolerance (five bits per solve; the grid
@@ -26,6 +34,7 @@ component.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -37,7 +46,9 @@ from flowkit.state import State, as_tuple, like
 __all__ = [
     "FIRST_WINDOW",
     "GRID_INTERVALS",
+    "MAX_SPAN",
     "MAX_WINDOWS",
+    "TARGET_EVALUATIONS",
     "EventFunction",
     "EventNotFoundError",
     "StateSolver",
@@ -48,20 +59,26 @@ __all__ = [
 GRID_INTERVALS = 32
 """Intervals of the search grid in every window and every refinement."""
 
-FIRST_WINDOW = 1.0
-"""Length of the first search window; each further window doubles it."""
+FIRST_WINDOW = 1.0 / 32
+"""Length of the first search window."""
 
-MAX_WINDOWS = 20
-"""Windows searched before giving up (they reach ``2**20 - 1``, ~1e6, time units past ``t0``)."""
+TARGET_EVALUATIONS = 4 * GRID_INTERVALS
+"""Distinct field-evaluation times aimed at per window (about 25 steps of dopri5)."""
+
+MAX_SPAN = 2.0**20
+"""How far past ``t0`` (about 1e6 time units) the search goes before giving up."""
+
+MAX_WINDOWS = 4000
+"""Windows searched before giving up: about the 100000 steps of one solve's default budget."""
 
 _MAX_REFINEMENTS = 64
 
 EventFunction = Callable[[Tensor, State], Tensor]
 """``event_fn(t, y)``: a tensor whose zero (of any element) is the event."""
 
-StateSolver = Callable[[State, Tensor], State]
+StateSolver = Callable[[State, Tensor], tuple[State, list[float]]]
 """``solve(y_start, times)``: the states at ``times`` (stacked on a new first axis), from
-``y_start`` at ``times[0]``."""
+``y_start`` at ``times[0]``, and the times at which the solver evaluated the field."""
 
 
 class EventNotFoundError(IntegrationError):
@@ -138,6 +155,30 @@ def _grid(start: float, stop: float, like_t: Tensor) -> Tensor | None:
     return times
 
 
+def _inside(grid: Tensor, visited: list[float]) -> list[float]:
+    """The distinct times of ``visited`` strictly inside the span of ``grid``, sorted."""
+    low, high = sorted((float(grid[0]), float(grid[-1])))
+    return sorted({t for t in visited if low < t < high})
+
+
+def _with_solver_times(grid: Tensor, visited: list[float]) -> Tensor | None:
+    """``grid`` joined with the solver's evaluation times in it; ``None`` if they add nothing.
+
+    The times are added only where the solver stepped more finely than the
+    grid (two of its evaluation times closer than one grid interval).
+    """
+    first, last = float(grid[0]), float(grid[-1])
+    inside = _inside(grid, visited)
+    spacing = abs(last - first) / GRID_INTERVALS
+    gaps = [b - a for a, b in itertools.pairwise(inside)]
+    if not gaps or min(gaps) >= spacing:
+        return None
+    joined = torch.tensor(sorted({*grid.tolist(), *inside}), dtype=torch.float64)
+    joined = torch.unique(joined.to(grid.dtype))  # sorted; casting may merge neighbours
+    joined = joined if last > first else joined.flip(0)
+    return joined.to(grid.device)
+
+
 def locate_event(
     solve: StateSolver,
     event: EventFunction,
@@ -164,28 +205,36 @@ def locate_event(
         when ``event`` is not positive at ``t0``).
 
     Raises:
-        EventNotFoundError: when ``event`` stays positive for
-            :data:`MAX_WINDOWS` windows.
+        EventNotFoundError: when ``event`` stays positive for :data:`MAX_SPAN`
+            time units or :data:`MAX_WINDOWS` windows.
         IntegrationError: when ``event`` returns NaN or Inf.
     """
     if float(event(t0, y0)) <= 0.0:
         return t0.detach().clone()
     start, y_start, window = float(t0), y0, FIRST_WINDOW
-    for _ in range(MAX_WINDOWS):
+    windows = 0
+    while windows < MAX_WINDOWS and abs(start - float(t0)) < MAX_SPAN:
+        windows += 1
         times = _grid(start, start + direction * window, t0)
-        if times is None:  # pragma: no cover - only past 1e300 time units
-            break
-        states = solve(y_start, times)
+        if times is None:  # the window is below the round-off of the time
+            window *= 4.0
+            continue
+        states, visited = solve(y_start, times)
+        evaluations = len(_inside(times, visited))
+        finer = _with_solver_times(times, visited)
+        if finer is not None:
+            times, states = finer, solve(y_start, finer)[0]
         hit = _first_reached(event, times, states)
         if hit is not None:
             before = float(times[hit - 1])
             return _refine(
                 solve, event, t0, before, _state_at(states, hit - 1), float(times[hit]), tol
             )
-        start, y_start, window = float(times[-1]), _state_at(states, -1), 2.0 * window
+        start, y_start = float(times[-1]), _state_at(states, -1)
+        window *= min(4.0, max(0.5, TARGET_EVALUATIONS / max(1, evaluations)))
     raise EventNotFoundError(
         f"event_fn never reached zero between t0={float(t0)} and t={start} "
-        f"({MAX_WINDOWS} search windows); check its sign convention (the event is where it "
+        f"({windows} search windows); check its sign convention (the event is where it "
         "changes sign) or pass reverse_time=True to search backward in time.",
         t=start,
     )
@@ -207,7 +256,7 @@ def _refine(
         times = _grid(before, after, like_t)
         if times is None:
             break
-        states = solve(y_before, times)
+        states = solve(y_before, times)[0]
         hit = _first_reached(event, times, states)
         # Restarted from y_before, the solve may place the zero just past `after`
         # (a difference at the solver's tolerance): the event is then in the last interval.

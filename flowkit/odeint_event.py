@@ -14,8 +14,9 @@ How it works:
 
 * The event is located without gradients by :func:`flowkit.event_search.locate_event`,
   which samples the solution through ``odeint_interface`` (so any method that
-  interface accepts, with its options) and refines the bracket to the
-  tolerance (``event_tol``, default the ``atol`` given, else 1e-9).
+  interface accepts, with its options) on a grid at least as fine as the
+  solver's own steps and refines the bracket to the tolerance (``event_tol``,
+  default the ``atol`` given, else 1e-9).
 * The state at the event is one more solve from ``t0`` to ``event_t`` through
   ``odeint_interface``, so its gradients (to ``y0``, to ``t0`` and to the
   parameters of ``func``) are those of that interface: backpropagation through
@@ -34,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from flowkit.event_search import (
     EventFunction,
@@ -123,8 +124,11 @@ def odeint_event(
     y0_detached = like(y0, tuple(leaf.detach() for leaf in as_tuple(y0)))
     event = combine_event_functions(event_fn, start.detach(), y0_detached)
 
-    def solve(y_start: State, times: Tensor) -> State:
-        return odeint_interface(func, y_start, times, **kwargs)
+    recording = _RecordingField(func)
+
+    def solve(y_start: State, times: Tensor) -> tuple[State, list[float]]:
+        recording.times = []
+        return odeint_interface(recording, y_start, times, **kwargs), recording.times
 
     with torch.no_grad():
         event_t = locate_event(
@@ -142,6 +146,23 @@ def odeint_event(
         torch.cat([leaf[:-1], end[None]]) for leaf, end in zip(stacked, final, strict=True)
     )
     return event_t, like(y0, leaves)
+
+
+class _RecordingField(nn.Module):
+    """``func``, noting the times at which the solver evaluates it (its steps and stages).
+
+    A module, so that an adjoint interface finds the parameters of ``func``
+    (registered as a submodule when it is a module) as it would on ``func``.
+    """
+
+    def __init__(self, func: Dynamics) -> None:
+        super().__init__()
+        self.func = func
+        self.times: list[float] = []
+
+    def forward(self, t: Tensor, y: State) -> State:
+        self.times.append(float(t))
+        return self.func(t, y)
 
 
 def _initial_time(t0: Tensor | float, y0: State) -> Tensor:

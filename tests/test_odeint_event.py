@@ -268,10 +268,37 @@ def test_without_gradients() -> None:
     y0 = torch.tensor([1.0], dtype=F64, requires_grad=True)
     with torch.no_grad():
         event_t, ys = odeint_event(
-            lambda t, y: -y, y0, torch.tensor(0.0, dtype=F64), event_fn=lambda t, y: y[0] - 0.5
+            lambda t, y: -y,
+            y0,
+            torch.tensor(0.0, dtype=F64),
+            event_fn=lambda t, y: y[0] - 0.5,
+            **TOL,
         )
     assert not event_t.requires_grad and not ys.requires_grad
-    assert event_t.item() == pytest.approx(math.log(2), abs=1e-8)
+    assert event_t.item() == pytest.approx(math.log(2), abs=1e-9)
+
+
+def test_oscillation_faster_than_the_search_grid_stops_at_its_first_zero() -> None:
+    # y'' = -w^2 y, y(0) = 1: the first zero is at pi / (2 w) = 0.0079, a quarter of one
+    # interval of the first search grid; the solver's own steps are finer and are searched.
+    w = 200.0
+    y0 = torch.tensor([1.0, 0.0], dtype=F64, requires_grad=True)
+
+    def oscillator(t: Tensor, y: Tensor) -> Tensor:
+        return torch.stack([y[1], -(w**2) * y[0]])
+
+    event_t, _ = odeint_event(
+        oscillator, y0, torch.tensor(0.0, dtype=F64), event_fn=lambda t, y: y[0], **TOL
+    )
+    ref_t, _ = torchdiffeq.odeint_event(
+        oscillator, y0, torch.tensor(0.0, dtype=F64), event_fn=lambda t, y: y[0], **TOL
+    )
+    assert event_t.item() == pytest.approx(math.pi / (2 * w), abs=1e-9)
+    assert event_t.item() == pytest.approx(ref_t.item(), abs=1e-9)
+    # t* = (pi/2 + atan(v0 / (w y0))) / w: at v0 = 0, dt*/dy0 = 0 and dt*/dv0 = 1 / (w^2 y0).
+    event_t.backward()
+    assert y0.grad[0].item() == pytest.approx(0.0, abs=1e-9)
+    assert y0.grad[1].item() == pytest.approx(1.0 / w**2, rel=1e-6)
 
 
 # --- error paths ---------------------------------------------------------------------------
