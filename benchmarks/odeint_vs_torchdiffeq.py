@@ -2,7 +2,7 @@
 
 Question: a torchdiffeq user changes one import; for the calls they make
 (dopri5 at tolerances 1e-6 and 1e-9, rk4 on a fixed grid, gradients by
-backpropagation and by the adjoint method, a tuple state), on a small state
+backpropagation and by the adjoint method, a tuple state, an event), on a small state
 and on a batch of 512, what is the ratio of flowkit's time to torchdiffeq's,
 and do both use the same number of function evaluations?
 
@@ -17,7 +17,10 @@ largest difference between their final states. JSON goes to ``--out``; an
 existing file is replaced only with ``--overwrite``.
 
 Notes: flowkit's ``rk4`` is the classic method and torchdiffeq's is the 3/8
-rule (same cost, four evaluations a step); the adjoint case uses
+rule (same cost, four evaluations a step); the event case (``odeint_event``
+until some row of the state has moved by 0.1, then a backward pass through
+the event time) compares flowkit's windowed search with torchdiffeq's search
+inside its steps; the adjoint case uses
 ``flowkit.odeint_adjoint`` when it exists and ``flowkit.odeint(...,
 gradient="adjoint")`` otherwise (the JSON says which).
 
@@ -47,6 +50,7 @@ __all__ = ["CASES", "Case", "MLPField", "main", "run_cases"]
 IMPLEMENTATIONS = ("torchdiffeq", "flowkit")
 SIZES = {"small": 1, "batch512": 512}
 DEFAULT_OUT = "bench-out/odeint_vs_torchdiffeq.json"
+EVENT_DISTANCE = 0.1
 
 
 class UsageError(Exception):
@@ -92,6 +96,7 @@ class Case:
     options: dict[str, Any] | None = None
     gradient: str = "none"  # "none", "backprop" or "adjoint"
     tuple_state: bool = False
+    event: bool = False  # odeint_event until some row has moved by EVENT_DISTANCE
 
 
 CASES = (
@@ -101,6 +106,7 @@ CASES = (
     Case("dopri5 1e-6 + backprop", "dopri5", 1e-6, 1e-6, gradient="backprop"),
     Case("dopri5 1e-6 + adjoint", "dopri5", 1e-6, 1e-6, gradient="adjoint"),
     Case("dopri5 1e-6 tuple state", "dopri5", 1e-6, 1e-6, tuple_state=True),
+    Case("odeint_event 1e-6 + backprop", "dopri5", 1e-6, 1e-6, gradient="backprop", event=True),
 )
 
 
@@ -137,12 +143,29 @@ def _one_call(implementation: str, case: Case, field: MLPField, x0: Tensor) -> t
     solve = _solver(implementation, case)
     t = torch.tensor([0.0, 1.0])
     with torch.set_grad_enabled(case.gradient != "none"), stopwatch() as clock:
-        ys = solve(func, y0, t, **kwargs)
-        final = ys[0][-1] if case.tuple_state else ys[-1]
+        if case.event:
+            final = _until_event(implementation, func, x0, kwargs)
+        else:
+            ys = solve(func, y0, t, **kwargs)
+            final = ys[0][-1] if case.tuple_state else ys[-1]
         if case.gradient != "none":
             final.pow(2).sum().backward()
     field.zero_grad(set_to_none=True)
     return clock.seconds, final.detach()
+
+
+def _until_event(
+    implementation: str, func: nn.Module, x0: Tensor, kwargs: dict[str, Any]
+) -> Tensor:
+    """``odeint_event`` from ``x0`` until a row has moved by :data:`EVENT_DISTANCE`."""
+    module = torchdiffeq if implementation == "torchdiffeq" else flowkit
+    y0 = x0.clone().requires_grad_(True)
+
+    def moved(t: Tensor, y: Tensor) -> Tensor:
+        return (y - x0).pow(2).sum(dim=1) - EVENT_DISTANCE**2
+
+    event_t, ys = module.odeint_event(func, y0, torch.tensor(0.0), event_fn=moved, **kwargs)
+    return ys[-1] + 0 * event_t
 
 
 def _requiring_grad(y0: Tensor | tuple[Tensor, Tensor]) -> Tensor | tuple[Tensor, Tensor]:
@@ -199,11 +222,11 @@ def run_cases(repeats: int, sizes: dict[str, int] = SIZES, seed: int = 0) -> lis
 
 
 def _print_table(records: list[dict[str, Any]]) -> None:
-    header = f"{'case':<26}{'size':<10}{'tdq ms':>9}{'fk ms':>9}{'ratio':>7}{'nfe tdq/fk':>12}"
+    header = f"{'case':<30}{'size':<10}{'tdq ms':>9}{'fk ms':>9}{'ratio':>7}{'nfe tdq/fk':>12}"
     print(header)
     for r in records:
         print(
-            f"{r['case']:<26}{r['size']:<10}{1e3 * r['torchdiffeq_s']:>9.2f}"
+            f"{r['case']:<30}{r['size']:<10}{1e3 * r['torchdiffeq_s']:>9.2f}"
             f"{1e3 * r['flowkit_s']:>9.2f}{r['ratio_of_medians']:>7.2f}"
             f"{r['torchdiffeq_nfe']:>7}/{r['flowkit_nfe']:<4}"
         )

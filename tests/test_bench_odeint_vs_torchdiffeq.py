@@ -35,7 +35,7 @@ def float32_default() -> None:
 def test_cases_run_under_both_with_the_same_work() -> None:
     records = _load_script().run_cases(repeats=1, sizes={"small": 1})
     by_case = {r["case"]: r for r in records}
-    assert len(records) == len(by_case) == 6
+    assert len(records) == len(by_case) == 7
     rk4 = by_case["rk4 fixed grid h=0.05"]
     assert rk4["torchdiffeq_nfe"] == rk4["flowkit_nfe"] == 80  # 20 steps of 4 stages
     for record in records:
