@@ -9,10 +9,12 @@ output (or its steps to the requested times).
 1. **Bracketing.** From ``t0`` the solution is solved over consecutive
    windows (in the direction of integration), each starting from the last
    state of the one before, and sampled on a grid of :data:`GRID_INTERVALS`
-   intervals joined with every time at which the solver evaluated the field
-   where those are closer together than the grid (its steps and stages: the
-   grid is as fine as the solver's own steps, as torchdiffeq's search, so an
-   oscillation faster than the grid is not stepped over). The event function
+   intervals; when the solver stepped more finely than that grid (it
+   evaluated the field at more than :data:`STAGE_TIMES_PER_STEP` times per
+   grid interval), the window is sampled again at every time where it did
+   (its steps and stages). The grid is thus at least as fine as the solver's
+   own steps, as torchdiffeq's search, so an oscillation faster than the grid
+   is not stepped over. The event function
    is evaluated at every grid time; the first time where it no longer has its
    initial sign closes the bracket. The first window is
    :data:`FIRST_WINDOW` long; each next one is scaled so that the solver
@@ -34,7 +36,6 @@ component.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 
 import torch
@@ -48,6 +49,7 @@ __all__ = [
     "GRID_INTERVALS",
     "MAX_SPAN",
     "MAX_WINDOWS",
+    "STAGE_TIMES_PER_STEP",
     "TARGET_EVALUATIONS",
     "EventFunction",
     "EventNotFoundError",
@@ -61,6 +63,15 @@ GRID_INTERVALS = 32
 
 FIRST_WINDOW = 1.0 / 32
 """Length of the first search window."""
+
+STAGE_TIMES_PER_STEP = 5
+"""Distinct times at which dopri5 and tsit5 evaluate the field per step (their stage times).
+
+More than ``STAGE_TIMES_PER_STEP * GRID_INTERVALS`` distinct evaluation times
+in a window mean more steps than grid intervals: the solver's times are
+searched too. A method with fewer stage times (rk4: 2) may then step up to
+that factor more finely than the grid before its times are searched.
+"""
 
 TARGET_EVALUATIONS = 4 * GRID_INTERVALS
 """Distinct field-evaluation times aimed at per window (about 25 steps of dopri5)."""
@@ -162,16 +173,15 @@ def _inside(grid: Tensor, visited: list[float]) -> list[float]:
 
 
 def _with_solver_times(grid: Tensor, visited: list[float]) -> Tensor | None:
-    """``grid`` joined with the solver's evaluation times in it; ``None`` if they add nothing.
+    """``grid`` joined with the solver's evaluation times in it; ``None`` when it is finer.
 
-    The times are added only where the solver stepped more finely than the
-    grid (two of its evaluation times closer than one grid interval).
+    The solver's times are joined only when it stepped more finely than the
+    grid: more than :data:`STAGE_TIMES_PER_STEP` distinct evaluation times per
+    grid interval.
     """
     first, last = float(grid[0]), float(grid[-1])
     inside = _inside(grid, visited)
-    spacing = abs(last - first) / GRID_INTERVALS
-    gaps = [b - a for a, b in itertools.pairwise(inside)]
-    if not gaps or min(gaps) >= spacing:
+    if len(inside) <= STAGE_TIMES_PER_STEP * GRID_INTERVALS:
         return None
     joined = torch.tensor(sorted({*grid.tolist(), *inside}), dtype=torch.float64)
     joined = torch.unique(joined.to(grid.dtype))  # sorted; casting may merge neighbours
