@@ -33,6 +33,7 @@ from flowkit.interfaces import (
 )
 from flowkit.odeint import odeint, odeint_solution
 from flowkit.odeint_adjoint import odeint_adjoint
+from flowkit.odeint_event import EventNotFoundError, odeint_event
 from flowkit.registry import ComponentSpec, Registry, build_registry, get_registry, reset_registry
 from flowkit.solution import Solution, SolverStats
 
@@ -40,6 +41,7 @@ __all__ = [
     "CNF",
     "CNFSequence",
     "ENTRY_POINT_GROUP",
+    "EventNotFoundError",
     "PROJECT_NAME",
     "Compatibility",
     "ComponentSpec",
@@ -74,6 +76,7 @@ __all__ = [
     "load",
     "odeint",
     "odeint_adjoint",
+    "odeint_event",
     "odeint_solution",
     "reset_registry",
 ]

@@ -155,9 +155,9 @@ def odeint_solution(
         As :func:`odeint`.
     """
     if event_fn is not None:
-        raise NotImplementedError(
-            "event_fn is not handled by flowkit.odeint yet; call torchdiffeq.odeint_event for "
-            "event handling."
+        raise TypeError(
+            "odeint_solution takes no event_fn: an event solve returns (event_t, states), "
+            "not a Solution; call flowkit.odeint(..., event_fn=...) or flowkit.odeint_event."
         )
     registry = registry if registry is not None else get_registry()
     warn_unsupported_callbacks(func, method)
@@ -230,7 +230,11 @@ def odeint(
         options: the method's options: torchdiffeq's for a torchdiffeq name
             (e.g. ``{"step_size": 0.1}``, ``{"norm": f}``, ``{"jump_t": ts}``),
             flowkit's for the others. Unknown options raise.
-        event_fn: not handled yet (raises ``NotImplementedError``).
+        event_fn: as in torchdiffeq: solve from ``t[0]`` until ``event_fn(t, y)``
+            reaches zero and return ``(event_t, states at [t[0], event_t])``
+            instead of the states at ``t`` (:func:`flowkit.odeint_event`, whose
+            event time is differentiable; torchdiffeq's plain ``odeint`` event
+            time is not).
         gradient: a registered gradient-strategy name or instance (default
             ``"backprop"``; ``"adjoint"`` for flowkit's continuous adjoint).
         adjoint_params: the tensors ``func`` depends on, for a gradient
@@ -263,6 +267,23 @@ def odeint(
         >>> round(float(y[-1]), 6)
         0.367879
     """
+    if event_fn is not None:
+        from flowkit.odeint_event import odeint_event  # it calls back into odeint
+
+        t_start = t[0] if isinstance(t, Tensor) and t.dim() > 0 else t
+        return odeint_event(  # type: ignore[return-value]
+            func,
+            y0,
+            t_start,  # type: ignore[arg-type]
+            event_fn=event_fn,
+            rtol=rtol,
+            atol=atol,
+            method=method,
+            options=options,
+            gradient=gradient,
+            adjoint_params=adjoint_params,
+            registry=registry,
+        )
     return odeint_solution(
         func,
         y0,
@@ -271,7 +292,6 @@ def odeint(
         atol=atol,
         method=method,
         options=options,
-        event_fn=event_fn,
         gradient=gradient,
         adjoint_params=adjoint_params,
         registry=registry,
