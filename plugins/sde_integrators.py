@@ -69,6 +69,7 @@ class EulerMaruyama(SDEIntegrator):
     """
 
     strong_order: ClassVar[float] = 0.5
+    additive_strong_order: ClassVar[float] = 1.0
     weak_order: ClassVar[float] = 1.0
     sde_type = "ito"
 
