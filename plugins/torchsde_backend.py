@@ -37,13 +37,13 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
+from flowkit.plugins.torchsde_sde import flowkit_register_sde_integrators
 from torch import Tensor, nn
 
 from flowkit.errors import NonFiniteStateError
 from flowkit.hookspecs import Register, hookimpl
 from flowkit.interfaces import FixedStepIntegrator, SupportsReversibleSolve
 from flowkit.solution import Solution, SolverStats
-from flowkit.plugins.torchsde_sde import flowkit_register_sde_integrators
 from flowkit.state import Dynamics, State, as_tuple, flatten_state, like, unflatten_state
 
 __all__ = [

@@ -245,7 +245,7 @@ class SDEOrderMeasurement:
 
 
 def _fit(kind: str, steps: tuple[int, ...], samples: Tensor) -> SDEOrderMeasurement:
-    """Fit the slope of ``log |mean|`` against ``log h`` from per-path values ``(len(steps), M)``."""
+    """The slope of ``log |mean|`` against ``log h``, from per-path values ``(steps, paths)``."""
     paths = samples.shape[1]
     means = samples.mean(1)
     centred = samples - means[:, None]
