@@ -21,31 +21,12 @@ zero-noise ODE solvers of the same names in the ``integrator`` kind.
 Orders are those torchsde declares; "additive" noise is a diffusion
 independent of the state, as in every built-in noising SDE.
 
-Noise:
-    * Without ``brownian`` each call builds a torchsde Brownian motion over
-      the span, seeded by one integer drawn from ``generator`` (``None``:
-      torch's global generator), so a generator seeded alike gives the same
-      path, and the generator moves on by one draw. The option ``brownian``
-      picks its kind: ``"interval"`` (``torchsde.BrownianInterval``, the
-      default, fast), ``"tree"`` (a ``BrownianInterval`` with the dyadic
-      ``halfway_tree``, as torchsde's ``BrownianTree``: the path depends on
-      the seed only, so the same seed gives the same path at every step size;
-      slower) or ``"path"`` (as torchsde's ``BrownianPath``: every value is
-      cached, fast, memory grows with the queries). ``srk`` gets the
-      space-time Lévy area it needs.
-    * A given ``brownian`` (a :class:`~flowkit.interfaces.BrownianMotion`
-      on ``[min(t), max(t)]``, e.g. a ``torchsde.BrownianInterval``) is
-      queried instead. ``srk`` also needs its space-time Lévy area
-      (``levy_area_approximation="space-time"``, ``"davie"`` or ``"foster"``);
-      without one it raises ``ValueError``.
-
-Reverse time: torchsde wants increasing times, so decreasing ``t`` is solved
-in ``u = -t``: ``dY = -mu(-u, Y) du + sigma(-u, Y) dB(u)`` with
-``B(u) = -W(-u)``, a Brownian motion in ``u``. Its increment over
-``[u_a, u_b]`` is ``W(t_a) - W(t_b)``, the increment ``brownian(t_b, t_a)``
-that every flowkit SDE integrator takes for a step from ``t_a`` down to
-``t_b`` (the Lévy area maps to ``h I - U``). Steps are therefore the same
-as native Euler-Maruyama's with ``dt < 0``.
+Noise: a torchsde Brownian motion seeded by one draw from ``generator``
+(kind chosen by the option ``brownian``: ``"interval"``, ``"tree"``,
+``"path"``), or the given ``brownian`` path. Decreasing times are solved
+in ``u = -t`` with the Brownian motion ``B(u) = -W(-u)``, whose increments
+are those the native ``euler_maruyama`` takes for ``dt < 0``. See
+:mod:`flowkit.plugins.torchsde_noise`.
 
 Stratonovich: ``reversible_heun`` reads the SDE as Stratonovich. For a
 diffusion independent of the state (every built-in SDE) the two readings
@@ -73,6 +54,13 @@ import warnings
 from typing import Any, ClassVar
 
 import torch
+from flowkit.plugins.sde_integrators import equal_steps
+from flowkit.plugins.torchsde_noise import (
+    BROWNIAN_KINDS,
+    LEVY_AREA_KINDS,
+    SolverTimeBrownian,
+    seeded_brownian,
+)
 from torch import Tensor, nn
 
 from flowkit.errors import NonFiniteStateError
@@ -82,8 +70,6 @@ from flowkit.interfaces.sde_integrator import SDEFunction, SDEType
 from flowkit.solution import Solution, SolverStats
 
 __all__ = [
-    "BROWNIAN_KINDS",
-    "LEVY_AREA_KINDS",
     "TorchsdeEuler",
     "TorchsdeMilstein",
     "TorchsdeReversibleHeun",
@@ -93,15 +79,6 @@ __all__ = [
     "diffusion_depends_on_state",
     "flowkit_register_sde_integrators",
 ]
-
-BROWNIAN_KINDS: tuple[str, ...] = ("interval", "tree", "path")
-"""The values of the ``brownian`` option."""
-
-LEVY_AREA_KINDS: tuple[str, ...] = ("space-time", "davie", "foster")
-"""torchsde's Lévy-area approximations that provide the space-time area ``srk`` needs."""
-
-_TREE_TOLERANCE = 1e-9
-"""The ``"tree"`` Brownian motion resolves times to this fraction of the span."""
 
 
 def diffusion_depends_on_state(diffusion: SDEFunction, t: Tensor, y: Tensor) -> bool:
@@ -147,79 +124,6 @@ class _SolverTimeSDE(nn.Module):
 
     def g(self, u: Tensor, y: Tensor) -> Tensor:
         return self.diffusion(self.sign * u, y).expand_as(y)
-
-
-class _SolverTimeBrownian:
-    """A flowkit :class:`BrownianMotion` in time ``t`` seen in solver time ``u = sign * t``.
-
-    For ``sign = -1`` the increment over ``[u_a, u_b]`` is ``W(-u_a) - W(-u_b)``
-    (the motion ``B(u) = -W(-u)``), and the space-time Lévy area
-    ``int (B - B(u_a)) du`` is ``h I - U`` for the area ``U`` of ``W`` over
-    ``[-u_b, -u_a]``.
-    """
-
-    def __init__(self, brownian: BrownianMotion, sign: float, like: Tensor) -> None:
-        self.brownian = brownian
-        self.sign = sign
-        self.shape = tuple(like.shape)
-        self.dtype = like.dtype
-        self.device = like.device
-        self.levy_area_approximation = str(getattr(brownian, "levy_area_approximation", "none"))
-
-    def _cast(self, value: Tensor) -> Tensor:
-        return value.to(dtype=self.dtype, device=self.device)
-
-    def __call__(
-        self,
-        ta: Tensor,
-        tb: Tensor | None = None,
-        return_U: bool = False,  # noqa: N803 - torchsde's names
-        return_A: bool = False,  # noqa: N803
-    ) -> Tensor | tuple[Tensor, ...]:
-        if tb is None or return_A:
-            raise ValueError(
-                "flowkit's torchsde SDE integrators query Brownian increments and space-time "
-                "Lévy areas only (diagonal noise); this solver asked for more."
-            )
-        lo, hi = (ta, tb) if self.sign > 0 else (-tb, -ta)
-        if not return_U:
-            return self._cast(self.brownian(lo, hi))
-        increment, area = self.brownian(lo, hi, return_U=True)  # type: ignore[call-arg]
-        increment, area = self._cast(increment), self._cast(area)
-        if self.sign < 0:
-            area = (hi - lo) * increment - area
-        return increment, area
-
-
-def _own_brownian(
-    kind: str,
-    u0: float,
-    u1: float,
-    like: Tensor,
-    step: float,
-    levy_area: str,
-    generator: torch.Generator | None,
-) -> Any:
-    """A torchsde Brownian motion over ``[u0, u1]`` seeded from ``generator``."""
-    import torchsde
-
-    device = generator.device if generator is not None else torch.device("cpu")
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=device))
-    extra: dict[str, Any] = {"dt": step}
-    if kind == "tree":
-        extra = {"halfway_tree": True, "tol": _TREE_TOLERANCE * (u1 - u0)}
-    elif kind == "path":
-        extra["cache_size"] = None
-    return torchsde.BrownianInterval(
-        t0=u0,
-        t1=u1,
-        size=tuple(like.shape),
-        dtype=like.dtype,
-        device=like.device,
-        entropy=seed,
-        levy_area_approximation=levy_area,
-        **extra,
-    )
 
 
 class TorchsdeSDEIntegrator(SDEIntegrator):
@@ -278,8 +182,8 @@ class TorchsdeSDEIntegrator(SDEIntegrator):
         if brownian is None:
             step = abs(times[-1] - times[0]) / max(sum(self.step_counts(times)), 1)
             u0, u1 = sign * times[0], sign * times[-1]
-            return _own_brownian(self.brownian, u0, u1, y0, step, self.levy_area, generator)
-        wrapped = _SolverTimeBrownian(brownian, sign, y0)
+            return seeded_brownian(self.brownian, u0, u1, y0, step, self.levy_area, generator)
+        wrapped = SolverTimeBrownian(brownian, sign, y0)
         if self.levy_area != "none" and wrapped.levy_area_approximation not in LEVY_AREA_KINDS:
             raise ValueError(
                 f"torchsde.{self.method} needs the space-time Lévy area of the Brownian motion, "
@@ -337,9 +241,7 @@ class TorchsdeSDEIntegrator(SDEIntegrator):
         y, states, n_steps = y0, [y0], 0
         extra = solver.init_extra_solver_state(clock(times[0]), y0)
         for (a, b), n in zip(itertools.pairwise(times), self.step_counts(times), strict=True):
-            h = (b - a) / n
-            for k in range(n):
-                ta, tb = a + k * h, (a + (k + 1) * h if k < n - 1 else b)
+            for ta, tb in equal_steps(a, b, n):
                 y, extra = solver.step(clock(ta), clock(tb), y, extra)
             n_steps += n
             if not bool(torch.isfinite(y).all()):
