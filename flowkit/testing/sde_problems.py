@@ -40,9 +40,11 @@ class GaussianProbabilityFlow(ProbabilityFlow):
         >>> from flowkit.plugins.sdes import VPSDE
         >>> from flowkit.sde import GaussianScore
         >>> sde = VPSDE(start_time=0.0)
-        >>> field = GaussianProbabilityFlow(GaussianScore(torch.zeros(2), torch.eye(2), sde))
-        >>> t = torch.tensor(0.5)
-        >>> float(field.divergence(t, torch.zeros(1, 2)).abs().max()) < 1e-12  # N(0, I) is fixed
+        >>> eye = torch.eye(2, dtype=torch.float64)
+        >>> field = GaussianProbabilityFlow(GaussianScore(torch.zeros(2).double(), eye, sde))
+        >>> t = torch.tensor(0.5, dtype=torch.float64)
+        >>> x = torch.zeros(1, 2, dtype=torch.float64)
+        >>> float(field.divergence(t, x).abs().max()) < 1e-12  # N(0, I) is fixed under VP
         True
     """
 
@@ -115,11 +117,12 @@ def gaussian_problem(
         >>> import torch
         >>> from flowkit import CNF
         >>> from flowkit.plugins.sdes import VESDE
-        >>> mean, cov = torch.zeros(2), torch.tensor([[1.0, 0.5], [0.5, 2.0]])
+        >>> mean = torch.zeros(2, dtype=torch.float64)
+        >>> cov = torch.tensor([[1.0, 0.5], [0.5, 2.0]], dtype=torch.float64)
         >>> field, base = gaussian_problem(mean, cov, VESDE(start_time=0.0, sigma_max=3.0))
         >>> cnf = CNF(field, "dopri5", "analytic", "backprop", dim=2, base=base,
         ...           integrator_options={"rtol": 1e-10, "atol": 1e-10})
-        >>> x = torch.tensor([[0.3, -0.2]])
+        >>> x = torch.tensor([[0.3, -0.2]], dtype=torch.float64)
         >>> want = torch.distributions.MultivariateNormal(mean, cov).log_prob(x)
         >>> float((cnf.log_prob(x) - want).abs()) < 1e-7
         True
