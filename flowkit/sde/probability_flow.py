@@ -69,8 +69,17 @@ class ProbabilityFlow(VectorField):
         return self.score_model.clock
 
     def forward(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """``dx/dt`` at flow time ``t`` (0-d) for ``x`` of shape ``(batch, dim)``."""
+        """``dx/dt`` at flow time ``t`` (0-d) for ``x`` of shape ``(batch, dim)``.
+
+        Outside the model's domain (diffusion time below the SDE's start time or above its end
+        time, where e.g. VP's kernel variance turns negative) the field is
+        held at the nearest end: adaptive solvers that step past the end of
+        the span and interpolate back (torchdiffeq's) then see a continuous
+        field instead of NaN.
+        """
         s = self.clock.diffusion_time(t)
+        if isinstance(s, Tensor):
+            s = s.clamp(self.sde.start_time, self.sde.end_time)
         score = self.score_model.score(x, s, context)
         return self.clock.ds_dt * self.sde.probability_flow_drift(x, s, score)
 
