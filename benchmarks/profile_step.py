@@ -20,9 +20,9 @@ ratio flowkit / torchdiffeq of the time per evaluation (forward plus backward
 evaluations) in the same run.
 
 Usage:
-    python benchmarks/profile_step.py                 # d=2 batch 512, writes bench-out/profile_step.json
+    python benchmarks/profile_step.py         # d=2, batch 512; writes bench-out/profile_step.json
     python benchmarks/profile_step.py --settings 2:512 2:4096 8:512 --reps 5
-    python benchmarks/profile_step.py --quick         # a smoke run
+    python benchmarks/profile_step.py --quick # a smoke run
 """
 
 from __future__ import annotations
@@ -278,7 +278,9 @@ def _setting(text: str) -> tuple[int, int]:
     try:
         dim, batch = (int(v) for v in text.split(":"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected DIM:BATCH such as 2:512, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected DIM:BATCH such as 2:512, got {text!r}"
+        ) from None
     return dim, batch
 
 
