@@ -109,12 +109,11 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator, AdaptiveIntegrator):
         self.controller_beta = beta
 
     def _ratio(self, res: StepResult, tol: Tolerance, y: tuple[Tensor, ...]) -> float:
-        with torch.no_grad():
-            y1 = tuple(x.detach() for x in res.y1)
-            e = float(self.norm(tol.scaled(res.err, y, y1)))  # type: ignore[arg-type]
+        with torch.no_grad():  # no graph is recorded here: no need to detach y or y1
+            e = float(self.norm(tol.scaled(res.err, y, res.y1)))  # type: ignore[arg-type]
             if res.err2 is None:
                 return e
-            e3 = float(self.norm(tol.scaled(res.err2, y, y1)))
+            e3 = float(self.norm(tol.scaled(res.err2, y, res.y1)))
         if e == 0.0 and e3 == 0.0:
             return 0.0
         return e * e / math.sqrt(e * e + 0.01 * e3 * e3)
