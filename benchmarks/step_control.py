@@ -21,6 +21,9 @@ as one problem with one step size):
   (Hairer's PI in torchode's parametrisation), the batch flattened into one
   problem so that all libraries take one step size.
 
+The same for tsit5, bosh3, dopri8 and adaptive_heun (``--methods``), flowkit's
+integral controller against its PI default only.
+
 Problems: the plain field solve ``dx/dt = f(t, x)`` from data (t = 1) to base
 (t = 0) and from base samples to data, and (flowkit and torchdiffeq) the CNF's
 augmented solve with the exact trace. The error is the largest absolute
@@ -38,6 +41,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import platform
@@ -95,9 +99,9 @@ class _Counted:
         return self.func(t, y)
 
 
-def _flowkit(func: Any, y0: Any, t: Tensor, tol: float, beta: float) -> dict[str, Any]:
+def _flowkit(func: Any, y0: Any, t: Tensor, tol: float, beta: float, method: str) -> dict[str, Any]:
     options = {"rtol": tol, "atol": tol, "controller_beta": beta}
-    sol = solve(func, y0, t, integrator="dopri5", integrator_options=options)
+    sol = solve(func, y0, t, integrator=method, integrator_options=options)
     ys = sol.ys if isinstance(sol.ys, tuple) else (sol.ys,)
     s = sol.stats
     return {
@@ -141,11 +145,12 @@ def _torchode(func: Any, y0: Tensor, t: Tensor, tol: float, pid: bool) -> dict[s
     }
 
 
-def _first_step(func: Any, y0: Any, t: Tensor, tol: float, beta: float) -> float:
+def _first_step(func: Any, y0: Any, t: Tensor, tol: float, beta: float, method: str) -> float:
     """flowkit's first step size, read off the time of the first step's second stage."""
     counted = _Counted(func)
-    _flowkit(counted, y0, t, tol, beta)
-    return abs(counted.times[2] - float(t[0])) / 0.2  # dopri5's c_2 = 1/5
+    _flowkit(counted, y0, t, tol, beta, method)
+    c2 = get_registry().get("integrator", method).factory.tableau.c[1]
+    return abs(counted.times[2] - float(t[0])) / c2
 
 
 def _problems(field_2d: nn.Module, field_64: nn.Module | None, batch: int) -> list[dict]:
@@ -175,7 +180,24 @@ def _error(y: tuple[Tensor, ...], ref: tuple[Tensor, ...]) -> float:
     return max(float((a - b).abs().max()) for a, b in zip(y, ref, strict=True))
 
 
-def run(tols: list[float], batch: int, digits_iterations: int, seed: int) -> dict[str, Any]:
+def _controllers(method: str, func: Any, y0: Any, t: Tensor, tol: float) -> dict[str, dict]:
+    """Every compared controller's result for one solve (peers for dopri5 only)."""
+    betas = FLOWKIT_BETAS if method == "dopri5" else dict(list(FLOWKIT_BETAS.items())[:2])
+    results: dict[str, dict[str, Any]] = {}
+    for name, beta in betas.items():
+        results[name] = _flowkit(func, y0, t, tol, beta, method)
+        results[name]["first_step"] = _first_step(func, y0, t, tol, beta, method)
+    if method == "dopri5":
+        results["torchdiffeq"] = _torchdiffeq(func, y0, t, tol)
+        if isinstance(y0, Tensor):
+            results["torchode integral"] = _torchode(func, y0, t, tol, pid=False)
+            results["torchode PI"] = _torchode(func, y0, t, tol, pid=True)
+    return results
+
+
+def run(
+    tols: list[float], batch: int, digits_iterations: int, seed: int, methods: list[str]
+) -> dict[str, Any]:
     """Solve every problem with every controller at every tolerance; the JSON record."""
     field_2d = load_toy_field(2, dtype=DTYPE)
     field_64 = train_digits_field(digits_iterations, seed) if digits_iterations > 0 else None
@@ -184,23 +206,18 @@ def run(tols: list[float], batch: int, digits_iterations: int, seed: int) -> dic
     for prob in _problems(field_2d, field_64, batch):
         func, y0, t = prob["func"], prob["y0"], prob["t"]
         with torch.no_grad():
-            ref = _flowkit(func, y0, t, 1e-11, 0.0)["y"]
-            for tol in tols:
-                results: dict[str, dict[str, Any]] = {}
-                for name, beta in FLOWKIT_BETAS.items():
-                    results[name] = _flowkit(func, y0, t, tol, beta)
-                    results[name]["first_step"] = _first_step(func, y0, t, tol, beta)
-                results["torchdiffeq"] = _torchdiffeq(func, y0, t, tol)
-                if isinstance(y0, Tensor):
-                    results["torchode integral"] = _torchode(func, y0, t, tol, pid=False)
-                    results["torchode PI"] = _torchode(func, y0, t, tol, pid=True)
-                for name, res in results.items():
+            ref = _flowkit(func, y0, t, 1e-11, 0.0, "dopri5")["y"]
+            for method, tol in itertools.product(methods, tols):
+                for name, res in _controllers(method, func, y0, t, tol).items():
                     y = res.pop("y")
                     rows.append(
-                        {"problem": prob["name"], "controller": name, "tol": tol, **res}
-                        | {"error": _error(y, ref)}
+                        {"problem": prob["name"], "method": method, "controller": name}
+                        | {"tol": tol, **res, "error": _error(y, ref)}
                     )
-        summary += _summarise([r for r in rows if r["problem"] == prob["name"]])
+        for method in methods:
+            summary += _summarise(
+                [r for r in rows if (r["problem"], r["method"]) == (prob["name"], method)]
+            )
     return {
         "benchmark": "step_control",
         "question": __doc__.splitlines()[0],
@@ -249,6 +266,7 @@ def _summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append(
             {
                 "problem": mine[0]["problem"],
+                "method": mine[0]["method"],
                 "nfe_ratio_at_equal_error": math.exp(sum(equal) / len(equal)),
                 "controller": name,
                 "total_nfe": sum(r["nfe"] for r in mine),
@@ -260,21 +278,25 @@ def _summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _print(record: dict[str, Any]) -> None:
-    print(f"{'problem':<38} {'controller':<18} {'tol':>7} {'nfe':>5} {'rej':>4} {'h0':>8} error")
+    print(
+        f"{'problem':<38} {'method':<13} {'controller':<18} {'tol':>7} {'nfe':>5} {'rej':>4} "
+        f"{'h0':>8} error"
+    )
     for r in record["results"]:
         h0 = r.get("first_step")
         print(
-            f"{r['problem']:<38} {r['controller']:<18} {r['tol']:>7.0e} {r['nfe']:>5} "
+            f"{r['problem']:<38} {r['method']:<13} {r['controller']:<18} {r['tol']:>7.0e} "
+            f"{r['nfe']:>5} "
             f"{r.get('rejected', '-')!s:>4} {'-' if h0 is None else f'{h0:.4f}':>8} "
             f"{r['error']:.3e}"
         )
     print(
-        f"\n{'problem':<38} {'controller':<18} {'NFE':>6} {'rej':>5} {'err ratio':>9} "
-        "NFE ratio at equal error"
+        f"\n{'problem':<38} {'method':<13} {'controller':<18} {'NFE':>6} {'rej':>5} "
+        f"{'err ratio':>9} NFE ratio at equal error"
     )
     for s in record["summary"]:
         print(
-            f"{s['problem']:<38} {s['controller']:<18} {s['total_nfe']:>6} "
+            f"{s['problem']:<38} {s['method']:<13} {s['controller']:<18} {s['total_nfe']:>6} "
             f"{s['total_rejected']:>5} {s['error_ratio_geomean']:>9.3f} "
             f"{s['nfe_ratio_at_equal_error']:.3f}"
         )
@@ -291,13 +313,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--digits-iterations", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["dopri5", "tsit5", "bosh3", "dopri8", "adaptive_heun"],
+        help="flowkit methods; peers run with dopri5 only",
+    )
     parser.add_argument("--quick", action="store_true", help="two tolerances, no digits model")
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.quick:
         args.tols, args.digits_iterations, args.batch = [1e-3, 1e-6], 0, 64
-    record = run(args.tols, args.batch, args.digits_iterations, args.seed)
+        args.methods = ["dopri5", "bosh3"]
+    record = run(args.tols, args.batch, args.digits_iterations, args.seed, args.methods)
     _print(record)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "step_control.json"
