@@ -18,8 +18,8 @@ Step control, before and after: every native adaptive method (an
 :class:`~flowkit.rk.AdaptiveRungeKutta`) runs with its default controller
 (Hairer's PI, ``controller_beta=0.04``) and again with the integral controller
 it had before (``controller_beta=0``, as torchdiffeq), labelled ``integral``,
-at each tolerance, so that errors against evaluations of the two can be read
-side by side.
+at each tolerance (not in ``--quick`` runs), so that errors against evaluations
+of the two can be read side by side.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ class AccuracySuite(Suite):
             adaptive = bool(combo.integrator.capabilities.get("adaptive"))
             factory = combo.integrator.factory
             controllers: list[tuple[str, dict]] = [("", {})]
-            if isinstance(factory, type) and issubclass(factory, AdaptiveRungeKutta):
+            native = isinstance(factory, type) and issubclass(factory, AdaptiveRungeKutta)
+            if native and not ctx.quick:  # quick smoke runs: the default controller only
                 controllers.append((", integral", INTEGRAL_CONTROLLER))
             settings = (
                 [(tol, 0) for tol in tolerances] if adaptive else [(0.0, s) for s in steps_list]
