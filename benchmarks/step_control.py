@@ -19,7 +19,8 @@ as one problem with one step size):
 * ``torchode integral`` / ``torchode PI``: torchode's ``Dopri5`` with its
   ``IntegralController`` and its ``PIDController(pcoeff=0.2, icoeff=0.65)``
   (Hairer's PI in torchode's parametrisation), the batch flattened into one
-  problem so that all libraries take one step size.
+  problem so that all libraries take one step size (skipped when torchode is
+  not installed: ``pip install torchode``, not part of the ``bench`` extra).
 
 The same for tsit5, bosh3, dopri8 and adaptive_heun (``--methods``), flowkit's
 integral controller against its PI default only.
@@ -41,6 +42,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import math
@@ -189,7 +191,7 @@ def _controllers(method: str, func: Any, y0: Any, t: Tensor, tol: float) -> dict
         results[name]["first_step"] = _first_step(func, y0, t, tol, beta, method)
     if method == "dopri5":
         results["torchdiffeq"] = _torchdiffeq(func, y0, t, tol)
-        if isinstance(y0, Tensor):
+        if isinstance(y0, Tensor) and importlib.util.find_spec("torchode") is not None:
             results["torchode integral"] = _torchode(func, y0, t, tol, pid=False)
             results["torchode PI"] = _torchode(func, y0, t, tol, pid=True)
     return results
