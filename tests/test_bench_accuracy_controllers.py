@@ -1,13 +1,12 @@
-"""The accuracy suite shows step control before and after: native adaptive methods run with
-their default (PI) controller and with the old integral one, both checked against the
-closed form."""
+"""The accuracy suite compares step control: native adaptive methods run with their default
+(integral) controller and with Hairer's PI one, both checked against the closed form."""
 
 from __future__ import annotations
 
 from registry_helpers import suite_registry
 
 from flowkit.bench.selection import Selection
-from flowkit.bench.suites.accuracy import INTEGRAL_CONTROLLER, AccuracySuite
+from flowkit.bench.suites.accuracy import PI_CONTROLLER, AccuracySuite
 from flowkit.bench.suites.base import PlanContext
 
 
@@ -24,19 +23,19 @@ def test_adaptive_native_methods_are_planned_with_both_controllers() -> None:
     combo = "linear-dopri5-exact-backprop"
     for tol in ("0.001", "1e-05", "1e-07"):
         default = tasks[f"accuracy/{combo}/tol{tol}"]
-        integral = tasks[f"accuracy/{combo}/tol{tol}-integral"]
+        pi = tasks[f"accuracy/{combo}/tol{tol}-pi"]
         assert default.params["control"] == {}
-        assert integral.params["control"] == INTEGRAL_CONTROLLER
-        assert integral.params["label"].endswith("integral)")
+        assert pi.params["control"] == PI_CONTROLLER
+        assert pi.params["label"].endswith("pi)")
     fixed = [k for k in tasks if "-rk4-" in k]
-    assert fixed and not any("integral" in k for k in fixed)
+    assert fixed and not any(k.endswith("-pi") for k in fixed)
 
 
 def test_both_controllers_converge_to_the_closed_form_as_the_tolerance_tightens() -> None:
     """Errors against the closed form fall by at least 10x from tolerance 1e-3 to 1e-7."""
     tasks = _tasks()
     suite = AccuracySuite()
-    for suffix in ("", "-integral"):
+    for suffix in ("", "-pi"):
         loose, tight = (
             suite.run(tasks[f"accuracy/linear-dopri5-exact-backprop/tol{tol}{suffix}"], seed=0)  # type: ignore[arg-type]
             for tol in ("0.001", "1e-07")

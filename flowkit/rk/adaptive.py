@@ -19,13 +19,16 @@ from flowkit.rk.stepper import StepResult
 from flowkit.solution import Solution, SolverStats
 from flowkit.state import Dynamics, State
 
-__all__ = ["DEFAULT_CONTROLLER_BETA", "AdaptiveRungeKutta"]
+__all__ = ["DEFAULT_CONTROLLER_BETA", "PI_CONTROLLER_BETA", "AdaptiveRungeKutta"]
 
-DEFAULT_CONTROLLER_BETA = 0.04
-"""Hairer's PI weight for dopri5, the default of every native adaptive method
-(measured to win or tie for dopri5, tsit5, bosh3, dopri8 and adaptive_heun in
-``benchmarks/step_control.py``); ``controller_beta=0`` restores the integral
-controller torchdiffeq uses."""
+DEFAULT_CONTROLLER_BETA = 0.0
+"""The integral controller torchdiffeq uses, the default of every native adaptive
+method. ``PI_CONTROLLER_BETA`` is the choice for solves without gradients."""
+
+PI_CONTROLLER_BETA = 0.04
+"""Hairer's PI weight for dopri5: fewer evaluations for the same error in solves
+without gradients (``benchmarks/step_control.py``), slower training steps at a
+fixed tolerance (see the ``controller_beta`` option)."""
 
 _EPS = sys.float_info.epsilon
 _REMEDIES = (
@@ -59,19 +62,22 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator, AdaptiveIntegrator):
             the largest per-leaf RMS, as torchdiffeq; ``rms_norm`` pools all
             leaves); e.g. a seminorm that ignores some leaves.
         controller_beta: the PI controller's weight of the previous error
-            ratio. The default 0.04 (Hairer's value for dopri5) selects
-            Hairer's PI controller with his safeguards (the step may shrink
-            after an accepted step and does not grow right after a
-            rejection); see :class:`~flowkit.rk.control.PIController`. 0
-            selects the integral controller as torchdiffeq applies it (after
-            an accepted step the step never shrinks, and it may grow right
-            after a rejection), so that a native method takes the same steps
-            as torchdiffeq's with the same tableau (the earlier default).
-            The PI default rejects fewer steps and needs fewer evaluations
-            for the same error on trained CNF fields
-            (``benchmarks/step_control.py``: 0.7 to 0.8 times the
-            evaluations for the toy field's log-density with dopri5, tsit5
-            and dopri8; about even on the digits field and on sampling).
+            ratio. The default 0 is the integral controller as torchdiffeq
+            applies it (after an accepted step the step never shrinks, and it
+            may grow right after a rejection), so that a native method takes
+            the same steps as torchdiffeq's with the same tableau. A positive
+            value (Hairer's PI value for dopri5 is 0.04) selects Hairer's PI
+            controller with his safeguards (the step may shrink after an
+            accepted step and does not grow right after a rejection); see
+            :class:`~flowkit.rk.control.PIController`. With 0.04, solves
+            without gradients (``log_prob``, sampling) reject fewer steps and
+            need fewer evaluations for the same error on trained CNF fields
+            (``benchmarks/step_control.py``: 0.7 to 0.8 times the evaluations
+            for the toy field's log-density). Training steps at a fixed
+            tolerance took longer (toy field, d = 2, batch 512, 1e-5:
+            backprop 1.07x, adjoint 1.27x the time), so 0.04 is not the
+            default: backprop pays for accepted steps, of which PI takes
+            more, and the adjoint's backward solve takes smaller steps.
 
     Raises:
         TypeError: for an unknown option or a wrongly typed value.

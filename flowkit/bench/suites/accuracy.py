@@ -14,12 +14,12 @@ log-density error, the relative gradient error, the time of ``log_prob`` with
 its backward pass (after one unmeasured warm-up), and function evaluations.
 Stochastic traces' errors include their variance (one probe set per solve).
 
-Step control, before and after: every native adaptive method (an
+Step control: every native adaptive method (an
 :class:`~flowkit.rk.AdaptiveRungeKutta`) runs with its default controller
-(Hairer's PI, ``controller_beta=0.04``) and again with the integral controller
-it had before (``controller_beta=0``, as torchdiffeq), labelled ``integral``,
-at each tolerance (not in ``--quick`` runs), so that errors against evaluations
-of the two can be read side by side.
+(the integral controller, as torchdiffeq) and again with Hairer's PI
+controller (``controller_beta=0.04``), labelled ``pi``, at each tolerance
+(not in ``--quick`` runs), so that errors against evaluations of the two can
+be read side by side.
 """
 
 from __future__ import annotations
@@ -39,12 +39,13 @@ from flowkit.bench.tasks import Metric, Task
 from flowkit.bench.timing import stopwatch
 from flowkit.registry import get_registry
 from flowkit.rk import AdaptiveRungeKutta
+from flowkit.rk.adaptive import PI_CONTROLLER_BETA
 from flowkit.testing.cnf_problems import affine_log_prob
 
 __all__ = ["AccuracySuite", "closed_form_log_prob"]
 
-INTEGRAL_CONTROLLER = {"controller_beta": 0.0}
-"""The step control before the PI default (torchdiffeq's integral controller)."""
+PI_CONTROLLER = {"controller_beta": PI_CONTROLLER_BETA}
+"""Hairer's PI step control, run beside the default integral controller."""
 
 CLOSED_FORM_FIELDS = ("linear",)
 """Fields whose CNF log-density is known in closed form (see :func:`closed_form_log_prob`)."""
@@ -106,7 +107,7 @@ class AccuracySuite(Suite):
             controllers: list[tuple[str, dict]] = [("", {})]
             native = isinstance(factory, type) and issubclass(factory, AdaptiveRungeKutta)
             if native and not ctx.quick:  # quick smoke runs: the default controller only
-                controllers.append((", integral", INTEGRAL_CONTROLLER))
+                controllers.append((", pi", PI_CONTROLLER))
             settings = (
                 [(tol, 0) for tol in tolerances] if adaptive else [(0.0, s) for s in steps_list]
             )
