@@ -13,10 +13,18 @@ Measured per combination and tolerance (or step count): the largest
 log-density error, the relative gradient error, the time of ``log_prob`` with
 its backward pass (after one unmeasured warm-up), and function evaluations.
 Stochastic traces' errors include their variance (one probe set per solve).
+
+Step control: every native adaptive method (an
+:class:`~flowkit.rk.AdaptiveRungeKutta`) runs with its default controller
+(the integral controller, as torchdiffeq) and again with Hairer's PI
+controller (``controller_beta=0.04``), labelled ``pi``, at each tolerance
+(not in ``--quick`` runs), so that errors against evaluations of the two can
+be read side by side.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import ClassVar
 
@@ -30,9 +38,14 @@ from flowkit.bench.suites.common import combination_params, seed_everything
 from flowkit.bench.tasks import Metric, Task
 from flowkit.bench.timing import stopwatch
 from flowkit.registry import get_registry
+from flowkit.rk import AdaptiveRungeKutta
+from flowkit.rk.adaptive import PI_CONTROLLER_BETA
 from flowkit.testing.cnf_problems import affine_log_prob
 
 __all__ = ["AccuracySuite", "closed_form_log_prob"]
+
+PI_CONTROLLER = {"controller_beta": PI_CONTROLLER_BETA}
+"""Hairer's PI step control, run beside the default integral controller."""
 
 CLOSED_FORM_FIELDS = ("linear",)
 """Fields whose CNF log-density is known in closed form (see :func:`closed_form_log_prob`)."""
@@ -86,26 +99,34 @@ class AccuracySuite(Suite):
             restrict={"vector_field": CLOSED_FORM_FIELDS},
         )
         plan = Plan(excluded=list(picked.excluded))
-        tolerances = (1e-4,) if ctx.quick else (1e-3, 1e-7)
+        tolerances = (1e-4,) if ctx.quick else (1e-3, 1e-5, 1e-7)
         steps_list = (8,) if ctx.quick else (4, 32)
         for combo in picked.combinations:
             adaptive = bool(combo.integrator.capabilities.get("adaptive"))
+            factory = combo.integrator.factory
+            controllers: list[tuple[str, dict]] = [("", {})]
+            native = isinstance(factory, type) and issubclass(factory, AdaptiveRungeKutta)
+            if native and not ctx.quick:  # quick smoke runs: the default controller only
+                controllers.append((", pi", PI_CONTROLLER))
             settings = (
                 [(tol, 0) for tol in tolerances] if adaptive else [(0.0, s) for s in steps_list]
             )
-            for tol, steps in settings:
-                acc = f"tol {tol:g}" if adaptive else f"{steps} steps"
+            for (tol, steps), (suffix, control) in itertools.product(
+                settings, controllers if adaptive else controllers[:1]
+            ):
+                acc = f"tol {tol:g}{suffix}" if adaptive else f"{steps} steps"
                 params = {
                     **combination_params(combo),
                     "rtol": tol,
                     "atol": tol,
                     "steps": steps,
+                    "control": control,
                     "dim": 2 if ctx.quick else 4,
                     "batch": 32 if ctx.quick else 128,
                     "device": ctx.device,
                     "label": f"{combo.id} ({acc})",
                 }
-                key = f"accuracy/{combo.id}/{acc.replace(' ', '')}"
+                key = f"accuracy/{combo.id}/{acc.replace(' ', '').replace(',', '-')}"
                 plan.tasks.append(Task(self.name, key, "flowkit", params, warmup=1))
         return plan
 
@@ -126,7 +147,7 @@ class AccuracySuite(Suite):
         ).to(device=device, dtype=dtype)
         options = integrator_options(
             registry, p["integrator"], rtol=p["rtol"], atol=p["atol"], steps=p["steps"]
-        )
+        ) | dict(p.get("control", {}))
         cnf = CNF(
             field,
             integrator=p["integrator"],
