@@ -64,7 +64,7 @@ class GaussianProbabilityFlow(ProbabilityFlow):
         origin = torch.zeros(1, self.dim, dtype=like.dtype, device=like.device)
         return torch.diagonal(self.sde.drift(eye, s) - self.sde.drift(origin, s)).sum()
 
-    def rate(self, n_times: int = 65) -> float:
+    def rate(self, n_times: int = 1025) -> float:
         """The field's largest rate ``max_t ||df/dx||_2`` over a grid of flow times.
 
         The Jacobian ``(ds/dt) (a(s) I + g(s)^2 Sigma_s^{-1} / 2)`` is symmetric, so
