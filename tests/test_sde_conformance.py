@@ -170,7 +170,7 @@ runner = CliRunner()
 
 
 def test_flowkit_list_shows_the_sde_kinds() -> None:
-    result = runner.invoke(app, ["list"])
+    result = runner.invoke(app, ["list"], env={"COLUMNS": "400"})  # no truncated names
     assert result.exit_code == 0, result.output
     assert "SDEs" in result.output and "SDE integrators" in result.output
     for name in (*REGISTRY.names("sde"), *REGISTRY.names("sde_integrator")):
@@ -186,5 +186,5 @@ def test_flowkit_list_json_shows_the_sde_kinds() -> None:
         assert listed[("sde", name)]["distribution"] == "flowkit"
     for name in REGISTRY.names("sde_integrator"):
         caps = listed[("sde_integrator", name)]["capabilities"]
-        assert set(caps) == {"strong_order", "weak_order", "sde_type"}
+        assert set(caps) == {"strong_order", "additive_strong_order", "weak_order", "sde_type"}
     assert listed[("sde_integrator", "euler_maruyama")]["aliases"] == ["em"]
