@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from flowkit.event_solve import solve_to_event
 from flowkit.interfaces import GradientStrategy, Integrator
 from flowkit.odeint_methods import UNREGISTERED, resolve_method
 from flowkit.odeint_options import (
@@ -268,14 +269,13 @@ def odeint(
         0.367879
     """
     if event_fn is not None:
-        from flowkit.odeint_event import odeint_event  # it calls back into odeint
-
         t_start = t[0] if isinstance(t, Tensor) and t.dim() > 0 else t
-        return odeint_event(  # type: ignore[return-value]
+        return solve_to_event(  # type: ignore[return-value]
             func,
             y0,
             t_start,  # type: ignore[arg-type]
             event_fn=event_fn,
+            odeint_interface=odeint,
             rtol=rtol,
             atol=atol,
             method=method,
