@@ -14,7 +14,7 @@ from typing import Any
 from flowkit.errors import IncompatibleComponentsError
 from flowkit.kinds import capabilities_of
 
-__all__ = ["Compatibility", "check_compatibility", "ensure_compatible"]
+__all__ = ["Compatibility", "check_compatibility", "ensure_compatible", "is_score_field"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,25 @@ def _declared(component: Any) -> Any:
     return factory if factory is not None and hasattr(component, "kind") else component
 
 
+def is_score_field(field: Any) -> bool:
+    """Whether ``field`` (a spec, class or instance) is a probability flow field.
+
+    A field bound to a context (:class:`flowkit.dynamics.BoundContext`) is
+    judged by the field inside it.
+    """
+    from flowkit.sde.probability_flow import ProbabilityFlow
+
+    declared = _declared(field)
+    while not isinstance(declared, type) and not isinstance(declared, ProbabilityFlow):
+        inner = getattr(declared, "field", None)
+        if inner is None or inner is declared:
+            break
+        declared = inner
+    if isinstance(declared, type):
+        return issubclass(declared, ProbabilityFlow)
+    return isinstance(declared, ProbabilityFlow)
+
+
 def check_compatibility(
     *,
     field: Any = None,
@@ -63,7 +82,9 @@ def check_compatibility(
         * a trace estimator with ``requires_divergence`` needs a field with
           ``has_divergence``;
         * an objective with ``requires_trace`` needs a trace estimator: given an
-          ``objective``, ``trace=None`` means the model has none.
+          ``objective``, ``trace=None`` means the model has none;
+        * an objective with ``requires_score_model`` (``score_matching``) needs
+          a probability flow field (:func:`is_score_field`).
 
     Example:
         >>> from flowkit.interfaces import Integrator, GradientStrategy
@@ -103,6 +124,16 @@ def check_compatibility(
                 f"objective {_describe(objective)} requires a trace estimator "
                 "(requires_trace=True); the model has none: build the CNF with a trace "
                 "estimator such as 'exact' or 'hutchinson'"
+            )
+    if objective is not None and field is not None:
+        needs_score = capabilities_of(_declared(objective), "objective")["requires_score_model"]
+        if needs_score and not is_score_field(field):
+            reasons.append(
+                f"objective {_describe(objective)} trains a score model "
+                "(requires_score_model=True); field "
+                f"{_describe(field)} is not a probability flow field: build the CNF on the "
+                "field 'probability_flow' (--field probability_flow on the command line, "
+                "with score_field=... for the network)"
             )
     return Compatibility(ok=not reasons, reasons=tuple(reasons))
 

@@ -133,8 +133,8 @@ def flowkit_register_objectives(register: Register) -> None:
     """Register training objectives: the loss of a model on one batch.
 
     Factories must subclass :class:`flowkit.interfaces.Objective` and declare
-    ``simulation_free``, ``requires_trace`` and ``accepts_context``; options
-    are the constructor's keyword arguments.
+    ``simulation_free``, ``requires_trace``, ``accepts_context`` and
+    ``requires_score_model``; options are the constructor's keyword arguments.
     """
 
 

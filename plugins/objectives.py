@@ -8,6 +8,8 @@
   minibatch-``ot`` coupling; built on :mod:`flowkit.matching`.
 * ``rectified_flow``: a reflow stage: flow matching on pairs ``(z, teacher(z))``
   of base noise and a frozen teacher's sample of it.
+* ``score_matching`` (in :mod:`flowkit.plugins.score_matching`, registered
+  here): denoising score matching of a ``probability_flow`` field's score.
 
 Time. :mod:`flowkit.matching` puts the base at ``s = 0`` and data at
 ``s = 1``; a CNF's base is at ``t0`` and its data at ``t1``. The simulation-free
@@ -366,3 +368,6 @@ def flowkit_register_objectives(register: Register) -> None:
     register("maximum_likelihood", MaximumLikelihood, aliases=("mle", "likelihood"))
     register("flow_matching", FlowMatching, aliases=("fm", "cfm"))
     register("rectified_flow", RectifiedFlow, aliases=("reflow",))
+    from flowkit.plugins.score_matching import ScoreMatching  # its own module: this one is full
+
+    register("score_matching", ScoreMatching, aliases=("sm", "dsm"))

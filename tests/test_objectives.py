@@ -26,15 +26,15 @@ from flowkit.testing.objective_checks import check_objective
 from flowkit.train import TrainConfig, Trainer
 
 
-def _model(trace: str | None = "exact", **kwargs: Any) -> flowkit.CNF:
+def _model(trace: str | None = "exact", field: str = "mlp", **kwargs: Any) -> flowkit.CNF:
     torch.manual_seed(0)
+    kwargs.setdefault("field_options", {"hidden": (16,)})
     return flowkit.CNF(
-        "mlp",
+        field,
         "rk4",
         trace,
         "backprop",
         dim=2,
-        field_options={"hidden": (16,)},
         integrator_options={"n_steps": 4},
         **kwargs,
     ).double()
@@ -81,7 +81,12 @@ def test_unknown_objective_option_raises_naming_the_valid_ones() -> None:
 
 @pytest.mark.parametrize("name", get_registry().names("objective"))
 def test_every_objective_passes_check_objective(name: str) -> None:
+    spec = get_registry().get("objective", name)
     model = _model()
+    if not check_compatibility(objective=spec, field=model.field):  # a score model's objective
+        model = _model(
+            field_options={"score_field_options": {"hidden": (16,)}}, field="probability_flow"
+        )
     options = REQUIRED_OPTIONS.get(name, lambda m: {})(model)
     objective = get_registry().create("objective", name, **options)
     done = check_objective(objective, model, _batch())

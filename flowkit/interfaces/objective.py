@@ -63,15 +63,21 @@ class Objective(ABC):
             has one.
         accepts_context: whether :meth:`loss` can use a ``context``; an
             objective without it raises when one is given.
+        requires_score_model: whether the loss trains a score model, so the
+            model's field must be a probability flow field
+            (:class:`flowkit.sde.ProbabilityFlow`, registered as
+            ``probability_flow``); the compatibility function checks it.
     """
 
     simulation_free: ClassVar[bool] = False
     requires_trace: ClassVar[bool] = False
     accepts_context: ClassVar[bool] = False
+    requires_score_model: ClassVar[bool] = False
     capability_names: ClassVar[tuple[str, ...]] = (
         "simulation_free",
         "requires_trace",
         "accepts_context",
+        "requires_score_model",
     )
 
     @abstractmethod
