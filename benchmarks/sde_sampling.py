@@ -18,7 +18,7 @@ MLP of 3 x 64; ``--train-seconds`` stops it earlier) on 8gaussians; then
 :func:`flowkit.sde.compare_samplers` runs ``--repeats`` rounds, each sampling
 every setting once (rotated order, one seed per round shared by all settings),
 ``n`` samples each, ``n`` the size of the test split (default 1000); medians
-over the rounds are reported. For scale, the floor is the energy distance between
+over the rounds are reported, on one CPU thread. For scale, the floor is the energy distance between
 the validation and the test split (two samples of the data itself). Results go
 to JSON (refused if the file exists, unless ``--overwrite``).
 
@@ -78,6 +78,7 @@ def train_score_model(iterations: int, seconds: float | None, *, n_test: int, se
         seed=seed,
         device="cpu",
         dtype="float32",
+        threads=1,
     )
     trainer = Trainer(config, run_dir=Path(tempfile.mkdtemp(prefix="sde_sampling-")))
     trainer.fit()
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=None, help="the JSON file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # one thread: a shared machine's cores stay comparable
     name = "sde_sampling-quick.json" if args.quick else "sde_sampling.json"
     out = args.out if args.out is not None else Path("bench-out") / name
     if out.exists() and not args.overwrite:

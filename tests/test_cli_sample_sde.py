@@ -18,18 +18,14 @@ TINY: dict[str, Any] = {
     "n_test": 64,
     "batch_size": 64,
     "iterations": 4,
-    "val_every": 4,
-    "checkpoint_every": 4,
-    "eval_batch_size": 64,
-    "integrator": "rk4",
-    "integrator_options": {"n_steps": 4},
-    "eval_integrator": "rk4",
-    "eval_integrator_options": {"n_steps": 4},
     "progress": False,
     "plots": False,
     "dtype": "float64",
     "device": "cpu",
 }
+SOLVERS = {"integrator": "rk4", "eval_integrator": "rk4"}
+"""Four rk4 steps for training and evaluation (fast on this tiny model)."""
+STEPS = {"integrator_options": {"n_steps": 4}, "eval_integrator_options": {"n_steps": 4}}
 
 attach_subcommands()
 runner = CliRunner()
@@ -37,7 +33,7 @@ runner = CliRunner()
 
 def _train(root: Path, **config: Any) -> Path:
     run_dir = root / "run"
-    Trainer(TrainConfig(**{**TINY, **config}), run_dir=run_dir).fit()
+    Trainer(TrainConfig(**{**TINY, **SOLVERS, **STEPS, **config}), run_dir=run_dir).fit()
     return run_dir
 
 
