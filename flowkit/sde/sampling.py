@@ -176,7 +176,8 @@ def _base_samples(cnf: CNF, n: int, generator: torch.Generator | None) -> Tensor
         return base.sample((n,), generator=generator, dtype=dtype, device=device)  # type: ignore[no-any-return]
     # A base without a generator argument (a torch distribution): seed torch's
     # global generator from ``generator`` inside a forked RNG state.
-    seed = int(torch.randint(2**62, (), generator=generator))
+    where = generator.device if generator is not None else torch.device("cpu")
+    seed = int(torch.randint(2**62, (), generator=generator, device=where))
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
