@@ -133,3 +133,22 @@ def test_an_sde_sampler_on_a_run_that_is_no_score_model_is_one_line(
         result = _sample(run_dir, tmp_path / "x.npy", "--sampler", sampler)
         _one_line_error(result, f"--sampler {sampler} needs a score model", "--sampler ode")
     assert _sample(run_dir, tmp_path / "x.npy", "--sampler", "ode").exit_code == 0
+
+
+def test_a_conditional_score_run_samples_the_class_asked_for(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    run_dir = _train(
+        tmp_path_factory.mktemp("conditional"),
+        field="probability_flow",
+        field_options={"score_field_options": {"hidden": [8]}},
+        objective="score_matching",
+        t1=1.0,
+        context=True,
+        data="8gaussians",
+    )
+    args = ("--sampler", "pc", "--steps", "10", "--seed", "1")
+    for label in ("2", "5"):
+        assert _sample(run_dir, tmp_path / f"{label}.npy", *args, "--label", label).exit_code == 0
+    assert not np.array_equal(np.load(tmp_path / "2.npy"), np.load(tmp_path / "5.npy"))
+    _one_line_error(_sample(run_dir, tmp_path / "x.npy", *args), "pass --label K")
