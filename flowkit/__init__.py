@@ -32,6 +32,8 @@ from flowkit.interfaces import (
     VectorField,
 )
 from flowkit.odeint import odeint, odeint_solution
+from flowkit.odeint_adjoint import odeint_adjoint
+from flowkit.odeint_event import EventNotFoundError, odeint_event
 from flowkit.registry import ComponentSpec, Registry, build_registry, get_registry, reset_registry
 from flowkit.solution import Solution, SolverStats
 
@@ -39,6 +41,7 @@ __all__ = [
     "CNF",
     "CNFSequence",
     "ENTRY_POINT_GROUP",
+    "EventNotFoundError",
     "PROJECT_NAME",
     "Compatibility",
     "ComponentSpec",
@@ -51,6 +54,7 @@ __all__ = [
     "MaxStepsExceededError",
     "NonFiniteStateError",
     "PluginConflictError",
+    "Perturb",
     "PluginLoadError",
     "Registry",
     "Regularizer",
@@ -71,17 +75,24 @@ __all__ = [
     "hookspec",
     "load",
     "odeint",
+    "odeint_adjoint",
+    "odeint_event",
     "odeint_solution",
     "reset_registry",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    """``flowkit.load`` (:func:`flowkit.train.saved.load`), imported on first use.
+    """``flowkit.load`` (:func:`flowkit.train.saved.load`) and ``flowkit.Perturb``, on first use.
 
-    Loading a run needs the training package (plots, progress bars), which a
-    plain ``import flowkit`` should not pay for.
+    Loading a run needs the training package (plots, progress bars), and
+    ``Perturb`` is torchdiffeq's own enum; a plain ``import flowkit`` should
+    pay for neither.
     """
+    if name == "Perturb":
+        from flowkit.odeint_options import perturb_enum
+
+        return perturb_enum()
     if name == "load":
         from flowkit.train.saved import load
 

@@ -11,6 +11,8 @@ forward one by default, or another one with its own options::
 
 At each output time ``t_i`` the incoming gradient ``dL/dy(t_i)`` is added to
 ``a_y`` and the state is reset to the value saved by the forward solve. The
+field's ``callback_*_adjoint`` methods (torchdiffeq's) become the augmented
+field's ``callback_*``, called with ``(t0, (*y, *a_y, *a_params), dt)``. The
 vector-Jacobian products come from :func:`torch.autograd.grad` on a local graph
 of one evaluation of ``f``, so memory does not grow with the number of steps.
 
@@ -39,6 +41,7 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 from flowkit.errors import IncompatibleComponentsError
 from flowkit.interfaces import AdaptiveIntegrator, Integrator
+from flowkit.rk.control import mixed_rms_norm
 from flowkit.solution import Solution, SolverStats
 from flowkit.state import Dynamics, State, as_tuple, check_state, like
 
@@ -162,6 +165,7 @@ class _Problem:
     template: State
     n_leaves: int
     params: tuple[Tensor, ...]
+    backward_norm: Norm | None = None
     stats: SolverStats | None = None
 
 
@@ -198,6 +202,10 @@ def _vjp_field(problem: _Problem, packer: _Packer) -> Callable[[Tensor, State], 
         out += [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs, strict=True)]
         return packer.pack(out)
 
+    for name in ("callback_step", "callback_accept_step", "callback_reject_step"):
+        hook = getattr(func, f"{name}_adjoint", None)  # torchdiffeq's adjoint callbacks
+        if callable(hook):  # called by a backward integrator that calls step callbacks
+            setattr(augmented, name, lambda t0, s, dt, h=hook: h(t0, packer.unpack(s), dt))
     return augmented
 
 
@@ -225,12 +233,9 @@ class _AdjointFunction(torch.autograd.Function):
     def backward(ctx: FunctionCtx, *grad_ys: Tensor) -> tuple[Tensor | None, ...]:
         problem: _Problem = ctx.problem  # type: ignore[attr-defined]
         t, *ys = ctx.saved_tensors  # type: ignore[attr-defined]
-        n = problem.n_leaves
-        params = problem.params
-        stats = problem.stats
+        n, params, stats = problem.n_leaves, problem.params, problem.stats
+        func, template = problem.func, problem.template
         assert stats is not None
-        func = problem.func
-        template = problem.template
         needs_t = ctx.needs_input_grad[1]  # type: ignore[attr-defined]
 
         def f_at(i: int) -> tuple[Tensor, ...]:
@@ -244,13 +249,16 @@ class _AdjointFunction(torch.autograd.Function):
         grad_t = torch.zeros_like(t) if needs_t else None
         packer = _Packer([*(y[0] for y in ys), *a, *a_params])
         augmented = _vjp_field(problem, packer)
+        back = problem.backward_integrator
+        if problem.backward_norm is not None:
+            back = back.with_norm(_unpacking_norm(problem.backward_norm, packer))  # type: ignore[attr-defined]
         for i in range(t.shape[0] - 1, 0, -1):
             y_i = [y[i] for y in ys]
             if grad_t is not None:
                 grad_t[i] = _dot(f_at(i), [g[i] for g in grad_ys])
             state = packer.pack([*y_i, *a, *a_params])
             span = torch.stack([t[i], t[i - 1]]).detach()
-            solution = problem.backward_integrator.integrate(augmented, state, span)
+            solution = back.integrate(augmented, state, span)
             stats.backward_nfe += solution.stats.nfe
             stats.backward_n_accepted += solution.stats.n_accepted
             stats.backward_n_rejected += solution.stats.n_rejected
@@ -271,14 +279,10 @@ class _AdjointFunction(torch.autograd.Function):
 
 
 def _with_norm(integrator: Integrator, norm: Norm) -> Integrator:
-    """A copy of ``integrator`` that uses ``norm`` for its error control.
-
-    The integrator must declare its tolerances and norm by deriving from
-    :class:`~flowkit.interfaces.AdaptiveIntegrator`; the copy comes from its
-    :meth:`~flowkit.interfaces.AdaptiveIntegrator.with_norm`.
+    """A copy of ``integrator`` measuring its errors with ``norm`` (its ``with_norm``).
 
     Raises:
-        IncompatibleComponentsError: when the integrator cannot take a norm.
+        IncompatibleComponentsError: when it is not an ``AdaptiveIntegrator``.
     """
     if not isinstance(integrator, AdaptiveIntegrator):
         raise IncompatibleComponentsError(
@@ -289,6 +293,22 @@ def _with_norm(integrator: Integrator, norm: Norm) -> Integrator:
             "backward_integrator (e.g. 'dopri5')."
         )
     return integrator.with_norm(norm)
+
+
+def _unpacking_norm(norm: Norm, packer: _Packer) -> Norm:
+    """``norm`` called with the augmented leaves ``(*y, *a_y, *a_params)``, however packed."""
+
+    def unpacked(scaled: tuple[Tensor, ...] | Tensor) -> Tensor:
+        leaves = (scaled,) if isinstance(scaled, Tensor) else tuple(scaled)
+        return norm(packer.unpack(leaves[0] if packer.flat else leaves))
+
+    return unpacked
+
+
+def _own_norm(integrator: Integrator | None) -> Norm | None:
+    """The norm a user gave the backward integrator (None for none, or the default)."""
+    own = isinstance(integrator, AdaptiveIntegrator) and integrator.norm is not mixed_rms_norm
+    return integrator.norm if own else None  # type: ignore[union-attr,return-value]
 
 
 def _check_scalar_tolerances(integrator: Integrator) -> None:
@@ -329,8 +349,11 @@ def adjoint_solve(
         seminorm_control: leave the parameter adjoint out of the backward
             step-size control (needs an
             :class:`~flowkit.interfaces.AdaptiveIntegrator`). Without it, a
-            backward integrator that is an ``AdaptiveIntegrator`` gets
-            :func:`group_norm` over ``(y, a_y, a_params)`` in place of its own.
+            ``backward_integrator`` given with its own ``norm`` keeps it, and
+            the norm is called with the tuple of scaled-error leaves
+            ``(*y, *a_y, *a_params)`` of the augmented state; any other
+            adaptive backward integrator gets :func:`group_norm` over
+            ``(y, a_y, a_params)``.
 
     Returns:
         The forward :class:`~flowkit.solution.Solution`; its ``stats`` object
@@ -340,7 +363,8 @@ def adjoint_solve(
 
     Raises:
         TypeError: for non-floating state leaves or parameters.
-        ValueError: for a backward integrator with per-component tolerances.
+        ValueError: for a backward integrator with per-component tolerances, or
+            ``seminorm_control`` with a backward integrator that has its own norm.
         IncompatibleComponentsError: for ``seminorm_control`` with a backward
             integrator that cannot take a norm.
     """
@@ -351,9 +375,15 @@ def adjoint_solve(
     n_state = sum(leaf.numel() for leaf in leaves)
     n_params = sum(p.numel() for p in params)
     groups = [n_state, n_state] + ([n_params] if n_params else [])
+    own_norm = _own_norm(backward_integrator)
+    if seminorm_control and own_norm is not None:
+        raise ValueError(
+            "The backward integrator was given its own norm and seminorm_control is on; "
+            "give one of them (the seminorm is a norm that leaves out the parameter adjoint)."
+        )
     if seminorm_control:
         back = _with_norm(back, group_norm(groups, n_kept=2))
-    elif isinstance(back, AdaptiveIntegrator):
+    elif own_norm is None and isinstance(back, AdaptiveIntegrator):
         back = back.with_norm(group_norm(groups))
     problem = _Problem(
         func=func,
@@ -362,6 +392,7 @@ def adjoint_solve(
         template=y0,
         n_leaves=len(leaves),
         params=tuple(params),
+        backward_norm=own_norm,
     )
     ys = _AdjointFunction.apply(problem, t, *leaves, *problem.params)
     assert problem.stats is not None

@@ -152,5 +152,6 @@ def flowkit_register_sde_integrators(register: Register) -> None:
     """Register SDE integrators: fixed-step solvers that take a diffusion term.
 
     Factories must subclass :class:`flowkit.interfaces.SDEIntegrator` and
-    declare ``strong_order``, ``weak_order`` and ``sde_type``.
+    declare ``strong_order``, ``additive_strong_order``, ``weak_order`` and
+    ``sde_type``.
     """

@@ -28,7 +28,23 @@ from flowkit.interfaces import BrownianMotion, SDEIntegrator
 from flowkit.interfaces.sde_integrator import SDEFunction
 from flowkit.solution import Solution, SolverStats
 
-__all__ = ["EulerMaruyama", "brownian_increment", "flowkit_register_sde_integrators"]
+__all__ = [
+    "EulerMaruyama",
+    "brownian_increment",
+    "equal_steps",
+    "flowkit_register_sde_integrators",
+]
+
+
+def equal_steps(a: float, b: float, n: int) -> list[tuple[float, float]]:
+    """The ``n`` equal steps ``(ta, tb)`` from ``a`` to ``b`` (either direction).
+
+    The last step ends exactly at ``b``, so round-off never leaves a sliver;
+    every flowkit SDE integrator steps on this grid, which makes their
+    Brownian queries (and Euler-Maruyama's numbers) the same.
+    """
+    h = (b - a) / n
+    return [(a + k * h, a + (k + 1) * h if k < n - 1 else b) for k in range(n)]
 
 
 def brownian_increment(
@@ -69,6 +85,7 @@ class EulerMaruyama(SDEIntegrator):
     """
 
     strong_order: ClassVar[float] = 0.5
+    additive_strong_order: ClassVar[float] = 1.0
     weak_order: ClassVar[float] = 1.0
     sde_type = "ito"
 
@@ -86,9 +103,7 @@ class EulerMaruyama(SDEIntegrator):
         counts = self.step_counts(times)
         y, states, nfe = y0, [y0], 0
         for (a, b), n in zip(itertools.pairwise(times), counts, strict=True):
-            h = (b - a) / n
-            for k in range(n):
-                ta, tb = a + k * h, (a + (k + 1) * h if k < n - 1 else b)
+            for ta, tb in equal_steps(a, b, n):
                 tt = torch.as_tensor(ta, dtype=t.dtype, device=t.device)
                 dw = brownian_increment(ta, tb, y, brownian=brownian, generator=generator)
                 y = y + drift(tt, y) * (tb - ta) + diffusion(tt, y) * dw

@@ -21,6 +21,10 @@ adjoint_method="adjoint_reversible_heun")``, whose backward pass reconstructs
 the forward states algebraically, so its gradients equal backpropagation
 through the same steps to round-off, in memory independent of the step count.
 
+The same plugin registers torchsde's solvers with real noise as
+``sde_integrator`` components of the same names
+(:mod:`flowkit.plugins.torchsde_sde`).
+
 Options: ``step_size`` (the largest step; flowkit's name for every fixed-step
 integrator, passed to torchsde as its ``dt``) or ``n_steps`` (equal steps
 across the whole span; default 100 when neither is given).
@@ -33,6 +37,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
+from flowkit.plugins.torchsde_sde import flowkit_register_sde_integrators
 from torch import Tensor, nn
 
 from flowkit.errors import NonFiniteStateError
@@ -45,6 +50,7 @@ __all__ = [
     "ODE_ORDER",
     "TorchsdeIntegrator",
     "flowkit_register_integrators",
+    "flowkit_register_sde_integrators",
 ]
 
 ODE_ORDER: dict[str, int] = {"euler": 1, "midpoint": 2, "heun": 2, "reversible_heun": 2}

@@ -16,6 +16,7 @@ import weakref
 from typing import ClassVar
 
 import torch
+from flowkit.plugins.exact_trace_plan import exact_trace_plan
 from torch import Tensor, nn
 
 from flowkit.hookspecs import Register, hookimpl
@@ -131,50 +132,93 @@ class ExactTraceLoop(TraceEstimator):
 
 
 class ExactTrace(TraceEstimator):
-    """The exact divergence from all ``dim`` vector-Jacobian products in one vectorised call.
+    """The exact divergence, by whichever of vectorised passes and the loop is faster.
 
-    ``torch.func.vjp`` evaluates the field once and ``torch.func.vmap`` maps its
-    pullback over the ``dim`` basis vectors (each spread over the batch), giving
-    every sample's Jacobian rows in one batched backward pass; the trace is the
-    sum of their diagonals. The result composes with ordinary autograd, so it is
+    The same ``dim`` vector-Jacobian products as ``exact_loop``, computed one of
+    two ways: ``torch.func.vjp`` evaluates the field once and ``torch.func.vmap``
+    maps its pullback over the basis vectors (each spread over the batch), in
+    passes of ``chunk`` of them, giving every sample's Jacobian rows in batched
+    backward passes; or the loop of ``exact_loop``. The values agree to
+    round-off. The result composes with ordinary autograd, so it is
     differentiable (second order) under grad mode and detached under
     ``torch.no_grad()``.
 
+    Choice (``method="auto"``): :func:`~flowkit.plugins.exact_trace_plan.exact_trace_plan`
+    by dimension, batch and device. Vectorised passes save the per-product
+    overhead (launches on a GPU, Python and autograd set-up on a CPU) but hold
+    ``chunk`` times the backward's working set; on a CPU they win while the
+    pass stays small: ``exact`` uses the loop at ``dim <= 2``, one pass while
+    ``dim * batch <= 4096``, passes of ``2048 // batch`` basis vectors above
+    that when there are at least 8, and the loop otherwise (so for ``dim >= 16``
+    at batches above 256). Measured with ``benchmarks/divergence.py`` (the
+    README's benchmark section has the figures, one thread, ``mlp`` 64-64-64):
+    where the rule takes vectorised passes they ran 1.06x to 1.9x as fast as
+    the loop at ``d`` from 8 to 128; elsewhere ``exact`` is the loop.
+
     Fallback: a field that ``torch.func`` cannot transform (for instance one
     using a custom ``torch.autograd.Function`` without vmap support) is
-    evaluated with the per-dimension loop of ``exact_loop`` instead, with a
-    ``RuntimeWarning``; the value is the same, only slower. The same happens
-    inside contexts ``torch.func`` refuses, such as saved-tensor hooks
-    (``torch.utils.checkpoint`` around the field).
-
-    Memory: the batched pullback holds ``dim`` copies of the backward
-    intermediates, ``O(dim * batch * width)``; pass ``chunk_size`` to bound it.
-
-    Speed: it does the same arithmetic as ``exact_loop`` and saves only the
-    per-call overhead of ``dim`` separate backward passes, which pays off where
-    launches dominate (GPUs, small batches). On a CPU with large batches the
-    arithmetic dominates and the loop, whose working set stays in cache, is as
-    fast or faster (see ``benchmarks/traces.py``); for ``mlp`` fields the
-    ``analytic`` estimator computes the same exact trace from one forward pass
-    (``benchmarks/traces.py`` times all three).
+    evaluated with the loop instead, with a ``RuntimeWarning``; the value is the
+    same, only slower. The same happens inside contexts ``torch.func`` refuses,
+    such as saved-tensor hooks (``torch.utils.checkpoint`` around the field).
 
     Arguments:
-        chunk_size: basis vectors per vectorised pass (``None``: all at once).
+        chunk_size: basis vectors per vectorised pass; setting it forces the
+            vectorised path (to bound its memory, ``O(chunk_size * batch *
+            width)``); ``None``: chosen by ``method``.
+        method: ``"auto"`` (the rule above), ``"vectorised"`` (all basis
+            vectors in one pass) or ``"loop"`` (as ``exact_loop``).
+
+    Raises:
+        ValueError: for an unknown ``method``, a ``chunk_size`` below 1, or a
+            ``chunk_size`` with ``method="loop"``.
+
+    Example:
+        >>> import torch
+        >>> field = lambda t, x: x * x.sum(-1, keepdim=True)
+        >>> x = torch.ones(3, 4)
+        >>> ExactTrace().estimate(field, torch.tensor(0.0), x)[1]  # (dim + 1) * sum(x)
+        tensor([20., 20., 20.])
+        >>> ExactTrace().plan(x), ExactTrace(method="loop").plan(x)
+        (4, None)
     """
 
+    METHODS: ClassVar[tuple[str, ...]] = ("auto", "vectorised", "loop")
     _fallback_fields: ClassVar[weakref.WeakSet[nn.Module]] = weakref.WeakSet()
 
-    def __init__(self, *, chunk_size: int | None = None) -> None:
+    def __init__(self, *, chunk_size: int | None = None, method: str = "auto") -> None:
+        if method not in self.METHODS:
+            raise ValueError(
+                f"Unknown method {method!r} of the 'exact' trace; choose one of: "
+                f"{', '.join(self.METHODS)}."
+            )
         self.chunk_size = None if chunk_size is None else _check_count(chunk_size, "chunk_size", 1)
+        if method == "loop" and self.chunk_size is not None:
+            raise ValueError(
+                "chunk_size sets the vectorised passes, which method='loop' does not use; "
+                "drop chunk_size or choose method='auto' or 'vectorised'."
+            )
+        self.method = method
+
+    def plan(self, x: Tensor) -> int | None:
+        """Basis vectors per vectorised pass for the batch ``x``, or ``None`` for the loop."""
+        batch, dim = x.shape
+        if self.method == "loop":
+            return None
+        if self.chunk_size is not None:
+            return min(self.chunk_size, dim)
+        if self.method == "vectorised":
+            return dim
+        return exact_trace_plan(batch, dim, x.device)
 
     def estimate(
         self, field: nn.Module, t: Tensor, x: Tensor, probes: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Return ``(f(t, x), tr(df/dx))`` with one vectorised pullback."""
-        if isinstance(field, nn.Module) and field in self._fallback_fields:
+        """Return ``(f(t, x), tr(df/dx))`` as :meth:`plan` says."""
+        chunk = self.plan(x)
+        if chunk is None or (isinstance(field, nn.Module) and field in self._fallback_fields):
             return _exact_by_loop(field, t, x)
         try:
-            return self._vectorised(field, t, x)
+            return self._vectorised(field, t, x, chunk)
         except (RuntimeError, NotImplementedError, TypeError) as exc:
             # Saved-tensor hooks (e.g. activation checkpointing) are a property of the
             # calling context, not of the field: only remember field-specific failures.
@@ -189,13 +233,16 @@ class ExactTrace(TraceEstimator):
             )
             return _exact_by_loop(field, t, x)
 
-    def _vectorised(self, field: nn.Module, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _vectorised(
+        self, field: nn.Module, t: Tensor, x: Tensor, chunk: int
+    ) -> tuple[Tensor, Tensor]:
         track = torch.is_grad_enabled()
         xin = x if track else x.detach()
         f, pullback = torch.func.vjp(lambda y: field(t, y), xin)
         batch, dim = x.shape
         basis = torch.eye(dim, dtype=f.dtype, device=f.device).unsqueeze(1).expand(dim, batch, dim)
-        (rows,) = torch.func.vmap(pullback, chunk_size=self.chunk_size)(basis)
+        passes = None if chunk >= dim else chunk
+        (rows,) = torch.func.vmap(pullback, chunk_size=passes)(basis)
         div = torch.diagonal(rows, dim1=0, dim2=2).sum(-1)
         return _finish(f, div, track)
 

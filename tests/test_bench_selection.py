@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from registry_helpers import suite_registry
+from registry_helpers import registry_with_opaque_field, suite_registry
 from typer.testing import CliRunner
 
 from flowkit.bench import BenchConfig, BenchSelectionError, Selection, plan_tasks
@@ -52,8 +52,12 @@ def test_pattern_matching_nothing_lists_what_exists(pattern: str) -> None:
 
 
 def _incompatible_trace_and_field() -> tuple[str, str, str]:
-    """A (trace, field, reason word) pair the compatibility function refuses."""
-    registry = suite_registry()
+    """A (trace, field, reason word) pair the compatibility function refuses.
+
+    Every built-in field knows its divergence, so the pair comes from a registry
+    holding also a field that does not (``opaque``).
+    """
+    registry = registry_with_opaque_field()
     for combo in registry.combinations(valid=False):
         if any("has_divergence" in r for r in combo.compatibility.reasons):
             return combo.trace.name, combo.field.name, "has_divergence"
@@ -64,7 +68,7 @@ def test_incompatible_explicit_pair_is_an_error_with_the_reason() -> None:
     trace, field, word = _incompatible_trace_and_field()
     selection = Selection(fields=(field,), traces=(trace,))
     with pytest.raises(BenchSelectionError) as info:
-        select_combinations(suite_registry(), selection, {})
+        select_combinations(registry_with_opaque_field(), selection, {})
     assert trace in str(info.value) and word in str(info.value)
 
 
@@ -73,7 +77,7 @@ def test_glob_keeps_compatible_and_records_excluded() -> None:
     selection = Selection(
         fields=(field,), integrators=("dopri5",), traces=("*",), gradients=("backprop",)
     )
-    result = select_combinations(suite_registry(), selection, {})
+    result = select_combinations(registry_with_opaque_field(), selection, {})
     assert all(c.compatibility.ok for c in result.combinations)
     assert any(trace in cid for cid, _ in result.excluded)
     assert all(c.trace.name != trace for c in result.combinations)

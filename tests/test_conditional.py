@@ -11,7 +11,7 @@ import pytest
 import torch
 from flowkit.plugins.objectives import MaximumLikelihood
 from flowkit.plugins.vector_fields import MLPField
-from registry_helpers import suite_registry
+from registry_helpers import OpaqueField, suite_registry
 from torch import Tensor, nn
 
 import flowkit
@@ -195,7 +195,7 @@ def test_bound_context_carries_has_divergence_and_parameters() -> None:
     assert bound.divergence(torch.tensor(0.0), torch.zeros(4, 2, dtype=D)).shape == (4,)
     unbound = BoundContext(MLPField(dim=2, hidden=(4,), context_dim=1).to(D), torch.ones(1, 1))
     assert unbound.has_divergence is True
-    plain = BoundContext(flowkit.plugins.vector_fields.ConcatSquashField(dim=2), torch.ones(1, 1))
+    plain = BoundContext(OpaqueField(dim=2), torch.ones(1, 1))
     assert plain.has_divergence is False
     with pytest.raises(TypeError, match="no closed-form divergence"):
         plain.divergence(torch.tensor(0.0), torch.zeros(1, 2))

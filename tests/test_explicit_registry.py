@@ -124,6 +124,7 @@ def test_odeint_and_solve_resolve_names_in_the_registry_given(explicit: Registry
         t,
         method="probe_rk4",
         gradient="adjoint",
+        adjoint_params=(),  # the closure's tensors need no gradient
         options={"n_steps": 8},
         registry=explicit,
     )

@@ -122,7 +122,7 @@ def test_time_gradients_match_torchdiffeq(
     got, ours = _t_grad(
         lambda t, y: (
             flowkit.odeint_solution(
-                func, y, t, method=method, gradient=gradient, options=options
+                func, y, t, method=method, gradient=gradient, options=options, adjoint_params=()
             ).ys
         ),
         span,

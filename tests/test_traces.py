@@ -6,7 +6,14 @@ import warnings
 
 import pytest
 import torch
-from flowkit.plugins.trace_estimators import ExactTrace
+from flowkit.plugins.exact_trace_plan import (
+    CHUNK_ROWS,
+    FULL_PASS_ROWS,
+    LOOP_MAX_DIM,
+    MIN_CHUNK,
+    exact_trace_plan,
+)
+from flowkit.plugins.trace_estimators import ExactTrace, ExactTraceLoop
 from flowkit.plugins.vector_fields import LinearField
 from hypothesis import given
 from hypothesis import strategies as st
@@ -122,18 +129,18 @@ def test_exact_falls_back_for_fields_torch_func_cannot_transform() -> None:
     field = _CustomFunctionField()
     x = torch.randn(5, 3)
     with pytest.warns(RuntimeWarning, match="torch.func cannot transform _CustomFunctionField"):
-        _, div = ExactTrace().estimate(field, T, x)
+        _, div = ExactTrace(method="vectorised").estimate(field, T, x)
     torch.testing.assert_close(div, reference_trace(field, x), atol=1e-12, rtol=1e-12)
     with warnings.catch_warnings():  # remembered: no second attempt, no second warning
         warnings.simplefilter("error")
-        ExactTrace().estimate(field, T, x)
+        ExactTrace(method="vectorised").estimate(field, T, x)
 
 
 @pytest.mark.parametrize("trace", CLOSED_FORM)
 def test_closed_form_estimator_refuses_fields_without_divergence(trace: str) -> None:
     with pytest.raises(TypeError, match="no closed-form divergence"):
         REGISTRY.create("trace_estimator", trace).estimate(
-            make_field("concatsquash", 2), T, torch.randn(2, 2)
+            _CustomFunctionField(), T, torch.randn(2, 3)
         )
 
 
@@ -244,6 +251,8 @@ def test_deterministic_estimators_draw_no_probes(trace: str) -> None:
         ("hutchinson", {"distribution": "uniform"}, "Unknown probe distribution 'uniform'"),
         ("hutchpp", {"n_probes": 2}, "n_probes must be an integer >= 3"),
         ("exact", {"chunk_size": 0}, "chunk_size must be an integer >= 1"),
+        ("exact", {"method": "vmap"}, "Unknown method 'vmap' of the 'exact' trace"),
+        ("exact", {"method": "loop", "chunk_size": 2}, "method='loop' does not use"),
     ],
 )
 def test_option_errors(trace: str, options: dict[str, object], match: str) -> None:
@@ -264,3 +273,42 @@ def test_exact_chunking_gives_the_same_trace(chunk: int) -> None:
     x = torch.randn(3, 5)
     _, div = ExactTrace(chunk_size=chunk).estimate(field, T, x)
     torch.testing.assert_close(div, reference_trace(field, x), atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", ExactTrace.METHODS)
+@given(dim=st.integers(1, 6), batch=st.integers(1, 700), seed=fst.seeds())
+def test_exact_gives_the_same_trace_by_every_method(
+    method: str, dim: int, batch: int, seed: int
+) -> None:
+    """Loop, one vectorised pass, or the chunks ``auto`` picks: the same trace and gradient."""
+    torch.manual_seed(seed)
+    field = make_field("mlp", dim)
+    x = torch.randn(batch, dim)
+    f, div = ExactTrace(method=method).estimate(field, T, x)
+    f_ref, div_ref = ExactTraceLoop().estimate(field, T, x)
+    torch.testing.assert_close(f, f_ref, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(div, div_ref, atol=1e-12, rtol=1e-12)
+    params = list(field.parameters())
+    got = torch.autograd.grad(div.sum(), params, allow_unused=True, materialize_grads=True)
+    want = torch.autograd.grad(div_ref.sum(), params, allow_unused=True, materialize_grads=True)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-12, rtol=1e-12)
+
+
+def test_exact_plan_follows_the_documented_rule() -> None:
+    """Loop at dim <= 2 and for large CPU batches, one pass while small, chunks of
+    CHUNK_ROWS // batch basis vectors in between, one pass on accelerators; an
+    explicit chunk_size or method wins."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert exact_trace_plan(100, LOOP_MAX_DIM, cpu) is None
+    assert exact_trace_plan(100, LOOP_MAX_DIM + 1, cpu) == LOOP_MAX_DIM + 1
+    assert exact_trace_plan(FULL_PASS_ROWS // 8, 8, cpu) == 8
+    assert exact_trace_plan(100, 64, cpu) == CHUNK_ROWS // 100
+    assert exact_trace_plan(CHUNK_ROWS // MIN_CHUNK, 64, cpu) == MIN_CHUNK
+    assert exact_trace_plan(CHUNK_ROWS // MIN_CHUNK + 1, 64, cpu) is None
+    assert exact_trace_plan(4096, 2, cuda) == 2 and exact_trace_plan(4096, 128, cuda) == 128
+    x = torch.zeros(100, 64)
+    assert ExactTrace().plan(x) == exact_trace_plan(100, 64, cpu)
+    assert ExactTrace(chunk_size=3).plan(x) == 3 and ExactTrace(chunk_size=99).plan(x) == 64
+    assert ExactTrace(method="vectorised").plan(x) == 64
+    assert ExactTrace(method="loop").plan(x) is None

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 import torch
+from registry_helpers import registry_with_opaque_field
 from typer.testing import CliRunner
 
 from flowkit.cli.app import app, attach_subcommands
 from flowkit.errors import IncompatibleComponentsError, UnknownComponentError
+from flowkit.registry import reset_registry
 from flowkit.train import ConfigError, TrainConfig, Trainer, dump_toml, load_checkpoint, train
 from flowkit.train.config import load_toml, parse_schedule
 from flowkit.train.model import EXACT_TRACE_MAX_DIM, check_components, eval_trace, model_trace
@@ -274,7 +276,8 @@ def test_eval_trace_auto_is_the_training_trace_for_maximum_likelihood() -> None:
 
 
 def test_eval_trace_auto_for_a_flow_matching_field_without_a_divergence() -> None:
-    config = TrainConfig(**{**TINY, "field_options": {}}, objective="fm", field="concatsquash")
+    reset_registry(registry_with_opaque_field())  # conftest restores the suite's registry
+    config = TrainConfig(**{**TINY, "field_options": {}}, objective="fm", field="opaque")
     assert model_trace(config, 2) == "exact" and eval_trace(config, 2) == "exact"
     assert eval_trace(config, EXACT_TRACE_MAX_DIM) == "exact"
     assert eval_trace(config, EXACT_TRACE_MAX_DIM + 1) == "hutchinson"
@@ -285,10 +288,11 @@ def test_eval_trace_auto_for_a_flow_matching_field_without_a_divergence() -> Non
 def test_flow_matching_trains_a_field_without_a_divergence_without_choosing_a_trace(
     tmp_path: Path,
 ) -> None:
+    reset_registry(registry_with_opaque_field())  # conftest restores the suite's registry
     config = TrainConfig(
         **{**TINY, "field_options": {"hidden": [8]}, "iterations": 4},
         objective="fm",
-        field="concatsquash",
+        field="opaque",
     )
     with pytest.raises(IncompatibleComponentsError, match="closed-form divergence"):
         Trainer(config.replace(objective="maximum_likelihood"), run_dir=tmp_path, write=False)

@@ -72,14 +72,24 @@ class SDEIntegrator(ABC):
         strong_order: the strong (pathwise) order of convergence for the noise
             types it supports (0.5 for Euler-Maruyama with state-dependent
             noise; 1.0 with additive noise is common, see the method's docs).
+        additive_strong_order: the strong order when the diffusion does not
+            depend on the state (additive noise, as in every built-in
+            :class:`~flowkit.interfaces.SDE`); at least ``strong_order``, and
+            the conformance kit takes the larger of the two.
         weak_order: the weak order (of expectations).
         sde_type: ``"ito"`` or ``"stratonovich"``.
     """
 
     strong_order: ClassVar[float] = 0.5
+    additive_strong_order: ClassVar[float] = 0.5
     weak_order: ClassVar[float] = 1.0
     sde_type: ClassVar[SDEType] = "ito"
-    capability_names: ClassVar[tuple[str, ...]] = ("strong_order", "weak_order", "sde_type")
+    capability_names: ClassVar[tuple[str, ...]] = (
+        "strong_order",
+        "additive_strong_order",
+        "weak_order",
+        "sde_type",
+    )
 
     def __init__(self, *, step_size: float | None = None, n_steps: int | None = None) -> None:
         if step_size is not None and n_steps is not None:

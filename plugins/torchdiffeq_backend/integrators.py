@@ -64,6 +64,12 @@ class _CountingFunc(nn.Module):
         self.last_out = out
         return out
 
+    def user_callback(self, name: str, t0: Tensor, y0: State, dt: Tensor) -> None:
+        """Call the field's own torchdiffeq callback ``name``, if it has one."""
+        callback = getattr(self.func, name, None)
+        if callable(callback):
+            callback(t0, y0, dt)
+
     def last_output_finite(self) -> bool:
         """Whether the field's last output was finite (checked only on failure)."""
         out = getattr(self, "last_out", None)
@@ -79,23 +85,37 @@ class _CountingFixedFunc(_CountingFunc):
     def callback_step(self, t0: Tensor, y0: State, dt: Tensor) -> None:
         self.stats.n_accepted += 1
         self._dt = dt
+        self.user_callback("callback_step", t0, y0, dt)
 
 
 class _CountingAdaptiveFunc(_CountingFunc):
-    """For adaptive methods: accepted and rejected steps, forward and adjoint."""
+    """For adaptive methods: accepted and rejected steps, forward and adjoint.
+
+    The field's own callbacks of the same names are called after counting.
+    """
+
+    def callback_step(self, t0: Tensor, y0: State, dt: Tensor) -> None:
+        self.user_callback("callback_step", t0, y0, dt)
 
     def callback_accept_step(self, t0: Tensor, y0: State, dt: Tensor) -> None:
         self.stats.n_accepted += 1
         self._dt = dt
+        self.user_callback("callback_accept_step", t0, y0, dt)
 
     def callback_reject_step(self, t0: Tensor, y0: State, dt: Tensor) -> None:
         self.stats.n_rejected += 1
+        self.user_callback("callback_reject_step", t0, y0, dt)
+
+    def callback_step_adjoint(self, t0: Tensor, y0: State, dt: Tensor) -> None:
+        self.user_callback("callback_step_adjoint", t0, y0, dt)
 
     def callback_accept_step_adjoint(self, t0: Tensor, y0: State, dt: Tensor) -> None:
         self.stats.backward_n_accepted += 1
+        self.user_callback("callback_accept_step_adjoint", t0, y0, dt)
 
     def callback_reject_step_adjoint(self, t0: Tensor, y0: State, dt: Tensor) -> None:
         self.stats.backward_n_rejected += 1
+        self.user_callback("callback_reject_step_adjoint", t0, y0, dt)
 
 
 class TorchdiffeqIntegrator(Integrator, SupportsNativeAdjoint):
