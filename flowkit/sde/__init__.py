@@ -13,10 +13,12 @@ to flowkit's CNFs:
   :class:`flowkit.CNF` on it gives exact likelihoods and ODE samples;
 * :func:`sample`: the samplers of a score model (reverse-time SDE,
   predictor-corrector, probability flow ODE), with the predictors and
-  correctors of :mod:`flowkit.sde.predictors` and :mod:`flowkit.sde.correctors`.
+  correctors of :mod:`flowkit.sde.predictors` and :mod:`flowkit.sde.correctors`;
+* :func:`compare_samplers`: sample quality against sampler cost, side by side.
 """
 
 from flowkit.sde.clock import DiffusionClock
+from flowkit.sde.comparison import SamplerScore, SamplerSetting, compare_samplers
 from flowkit.sde.probability_flow import ProbabilityFlow
 from flowkit.sde.sampling import SAMPLERS, SampleResult, SamplerOptionError, sample
 from flowkit.sde.score import (
@@ -38,5 +40,8 @@ __all__ = [
     "SampleResult",
     "SamplerOptionError",
     "ScoreModel",
+    "SamplerScore",
+    "SamplerSetting",
+    "compare_samplers",
     "sample",
 ]

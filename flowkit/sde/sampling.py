@@ -47,10 +47,9 @@ References:
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
@@ -58,11 +57,17 @@ from torch import Tensor
 
 from flowkit.cnf import CNF
 from flowkit.cnf.flow_model import check_count
-from flowkit.errors import FlowkitError, IncompatibleComponentsError
+from flowkit.errors import IncompatibleComponentsError
 from flowkit.registry import Registry, get_registry
 from flowkit.sde.correctors import CORRECTORS, NoiseSource
 from flowkit.sde.predictors import PREDICTORS, ScoreFunction
 from flowkit.sde.probability_flow import ProbabilityFlow
+from flowkit.sde.sampler_options import (
+    DEFAULT_SAMPLER_STEPS,
+    SAMPLER_NAMES,
+    SamplerOptionError,
+    SamplerOptions,
+)
 from flowkit.sde.score import ScoreModel
 
 __all__ = [
@@ -74,108 +79,12 @@ __all__ = [
     "sample",
 ]
 
-DEFAULT_SAMPLER_STEPS = 1000
-"""The default number of steps of the stochastic samplers (Song et al.'s N)."""
-
-
-class SamplerOptionError(FlowkitError, ValueError):
-    """A sampler option that cannot be used (unknown name, bad value, unused option)."""
-
 
 class SampleResult(NamedTuple):
     """Samples, shape ``(n, dim)``, and the number of score evaluations that made them."""
 
     samples: Tensor
     nfe: int
-
-
-def _choice(what: str, value: str, choices: Mapping[str, Any] | tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise SamplerOptionError(
-            f"Unknown {what} {value!r}; choose one of {', '.join(choices)}.{hint}"
-        )
-    return value
-
-
-@dataclass(frozen=True)
-class SamplerOptions:
-    """The validated options of :func:`sample` (see there for their meaning).
-
-    Raises:
-        SamplerOptionError: for an unknown sampler, predictor or corrector, a
-            value out of range, or an option the sampler does not use set to
-            anything but its default.
-    """
-
-    sampler: str = "reverse_sde"
-    n_steps: int | None = None
-    denoise: bool = True
-    sde_integrator: str = "euler_maruyama"
-    sde_integrator_options: Mapping[str, Any] = field(default_factory=dict)
-    predictor: str = "reverse_diffusion"
-    corrector: str = "langevin"
-    corrector_steps: int = 1
-    snr: float = 0.16
-    integrator: str | None = None
-    integrator_options: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _choice("sampler", self.sampler, tuple(SAMPLERS))
-        _choice("predictor", self.predictor, PREDICTORS)
-        _choice("corrector", self.corrector, CORRECTORS)
-        defaults = SamplerOptions.__dataclass_fields__
-        for name, users in _USED_BY.items():
-            value, default = getattr(self, name), defaults[name].default
-            if default is not None and not isinstance(default, (str, bool, int, float)):
-                default = {}
-            if self.sampler not in users and value != default:
-                raise SamplerOptionError(
-                    f"{name}={value!r} is an option of the {' and '.join(users)} sampler"
-                    f"{'s' if len(users) > 1 else ''}, not of {self.sampler!r}; drop it."
-                )
-        if self.n_steps is not None and (
-            isinstance(self.n_steps, bool) or not isinstance(self.n_steps, int) or self.n_steps < 1
-        ):
-            raise SamplerOptionError(f"n_steps must be a positive integer, got {self.n_steps!r}.")
-        steps = self.corrector_steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise SamplerOptionError(
-                f"corrector_steps must be a positive integer, got {steps!r}; "
-                "for no correction use corrector='none'."
-            )
-        snr = self.snr
-        if isinstance(snr, bool) or not isinstance(snr, (int, float)) or not 0 < snr < float("inf"):
-            raise SamplerOptionError(
-                f"snr must be a positive finite number, got {snr!r} (Song et al. use 0.16 for "
-                "ve and 0.01-0.17 for vp); for no correction use corrector='none'."
-            )
-        own = sorted({"n_steps", "step_size"} & set(self.sde_integrator_options))
-        if own:
-            raise SamplerOptionError(
-                f"sde_integrator_options {own}: the sampler sets the integrator's steps; "
-                "give n_steps to sample() (--steps on the command line) instead."
-            )
-
-    @property
-    def steps(self) -> int:
-        """The number of steps of the stochastic samplers."""
-        return self.n_steps if self.n_steps is not None else DEFAULT_SAMPLER_STEPS
-
-
-_USED_BY: dict[str, tuple[str, ...]] = {
-    "n_steps": ("reverse_sde", "pc"),
-    "denoise": ("reverse_sde", "pc"),
-    "sde_integrator": ("reverse_sde",),
-    "sde_integrator_options": ("reverse_sde",),
-    "predictor": ("pc",),
-    "corrector": ("pc",),
-    "corrector_steps": ("pc",),
-    "snr": ("pc",),
-    "integrator": ("ode",),
-    "integrator_options": ("ode",),
-}
 
 
 @dataclass
@@ -267,7 +176,8 @@ def _base_samples(cnf: CNF, n: int, generator: torch.Generator | None) -> Tensor
         return base.sample((n,), generator=generator, dtype=dtype, device=device)  # type: ignore[no-any-return]
     # A base without a generator argument (a torch distribution): seed torch's
     # global generator from ``generator`` inside a forked RNG state.
-    seed = int(torch.randint(2**62, (), generator=generator))
+    where = generator.device if generator is not None else torch.device("cpu")
+    seed = int(torch.randint(2**62, (), generator=generator, device=where))
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -326,12 +236,10 @@ def _probability_flow_ode(run: _Run, z: Tensor, options: SamplerOptions) -> Tens
     return x
 
 
-SAMPLERS: dict[str, Callable[[_Run, Tensor, SamplerOptions], Tensor]] = {
-    "reverse_sde": _reverse_sde,
-    "pc": _predictor_corrector,
-    "ode": _probability_flow_ode,
-}
-"""The samplers of :func:`sample`, by name."""
+SAMPLERS: dict[str, Callable[[_Run, Tensor, SamplerOptions], Tensor]] = dict(
+    zip(SAMPLER_NAMES, (_reverse_sde, _predictor_corrector, _probability_flow_ode), strict=True)
+)
+"""The samplers of :func:`sample`, by name (``reverse_sde``, ``pc``, ``ode``)."""
 
 
 def sample(
