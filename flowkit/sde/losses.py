@@ -153,7 +153,8 @@ def diffusion_times(
         ValueError: importance sampling with ``start_time = 0`` (the weight
             ``g^2 / sigma^2`` is not integrable there).
     """
-    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    where = generator.device if generator is not None else device
+    u = torch.rand(n, generator=generator, dtype=torch.float64, device=where)
     span = sde.end_time - sde.start_time
     if not importance_sampling:
         s = sde.start_time + span * u
@@ -164,7 +165,7 @@ def diffusion_times(
                 "importance_sampling needs an SDE with start_time > 0 (the likelihood "
                 f"weight g^2 / sigma^2 is not integrable at 0); got start_time={sde.start_time}."
             )
-        grid, cdf = _likelihood_table(sde)
+        grid, cdf = (v.to(u.device) for v in _likelihood_table(sde))
         cell = torch.searchsorted(cdf, u, right=True).clamp(1, len(grid) - 1) - 1
         lo, hi = grid[cell], grid[cell + 1]
         mass = cdf[cell + 1] - cdf[cell]
@@ -234,7 +235,8 @@ def denoising_score_matching_loss(
         device=x0.device,
         generator=generator,
     )
-    z = torch.randn(x0.shape, generator=generator, dtype=torch.float64).to(x0)
+    where = generator.device if generator is not None else x0.device
+    z = torch.randn(x0.shape, generator=generator, dtype=torch.float64, device=where).to(x0)
     mean, sigma = sde.marginal(x0, s)
     x = mean + sigma * z
     residual = _scaled_score(score_model, x, s, sigma, context) + z
