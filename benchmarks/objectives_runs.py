@@ -19,7 +19,7 @@ from objectives_conditional import (
     labelled_splits,
     true_conditional_8gaussians_nll,
 )
-from objectives_contestants import contestants
+from objectives_contestants import contestants, model_values
 from objectives_runner import ObjectiveRunner
 from objectives_samples import sample_distances, sample_quality
 from training_setups import (
@@ -71,7 +71,7 @@ def run(
     table = contestants(fm_lr, finetune_lr, switch)
     runners = {
         name: ObjectiveRunner(
-            make_trainer(RECOMMENDED, dataset, RECOMMENDED_BATCH, n_test, seed),
+            make_trainer(model_values(name, RECOMMENDED), dataset, RECOMMENDED_BATCH, n_test, seed),
             table[name],
             budget,
             seed,

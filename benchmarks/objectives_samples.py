@@ -54,6 +54,9 @@ def sample_quality(
     z = torch.randn(
         n, dim, generator=torch.Generator().manual_seed(seed), dtype=reference.dtype
     ).to(reference.device)
+    prior = getattr(field_, "base_density", None)  # a probability flow: its SDE's prior
+    if callable(prior):
+        z = z * float(prior().std)
     out: dict[str, dict[str, float]] = {}
     for name, (integrator, options) in SAMPLERS.items():
         model = CNF(

@@ -3,11 +3,15 @@
 Work: flowkit's training loop (:class:`flowkit.train.Trainer`, Adam) trains a
 CNF per selected objective and combination on a 2-D toy density
 (``8gaussians``) for a fixed budget of training wall time. Objectives come from
-the registry (``--objectives``; default ``maximum_likelihood`` and
-``flow_matching``). A simulation-free objective (flow matching) trains without
-solving the ODE, so its integrator, trace estimator and gradient strategy play
-no part: it runs once per vector field. A schedule of objectives (flow matching,
-then maximum likelihood) is left to ``benchmarks/objectives.py``.
+the registry (``--objectives``; default ``maximum_likelihood``,
+``flow_matching`` and ``score_matching``). A simulation-free objective (flow
+matching, score matching) trains without solving the ODE, so its integrator,
+trace estimator and gradient strategy play no part: it runs once per vector
+field. An objective that trains a score model (``requires_score_model``) trains
+the ``probability_flow`` field of a noise-predicting MLP of the same size under
+the VP SDE (:data:`SCORE_FIELD_OPTIONS`), and its NLL is the probability
+flow's. A schedule of objectives (flow matching, then maximum likelihood) is
+left to ``benchmarks/objectives.py``.
 
 One evaluator for all runs: the held-out negative log-likelihood (nats) with
 the exact trace and dopri5 at 1e-5, at regular points of the budget. At the end,
@@ -36,8 +40,14 @@ from flowkit.train import TrainConfig, Trainer
 __all__ = ["TrainingSuite"]
 
 DENSITY = "8gaussians"
-DEFAULT_OBJECTIVES = ("maximum_likelihood", "flow_matching")
+DEFAULT_OBJECTIVES = ("maximum_likelihood", "flow_matching", "score_matching")
 """The objectives compared when ``--objectives`` is not given."""
+SCORE_FIELD = "probability_flow"
+"""The field an objective with ``requires_score_model`` trains."""
+SCORE_FIELD_OPTIONS: dict[str, Any] = {"sde": "vp", "parametrisation": "noise"}
+"""Its options besides the network's size (see ``benchmarks/score_matching_tuning.py``)."""
+SCORE_LR = 3e-3
+"""Its Adam learning rate."""
 SLICES = 256
 """Random directions of the sliced W2."""
 
@@ -81,15 +91,19 @@ class TrainingSuite(Suite):
         plan = Plan(excluded=list(picked.excluded))
         seconds = 1.0 if ctx.quick else 4.0
         for objective in objectives:
-            free = bool(ctx.registry.get("objective", objective).capabilities["simulation_free"])
+            caps = ctx.registry.get("objective", objective).capabilities
+            free = bool(caps["simulation_free"])
+            score = bool(caps.get("requires_score_model", False))
             seen_fields: set[str] = set()
             for combo in picked.combinations:
-                if free and combo.field.name in seen_fields:
+                field = SCORE_FIELD if score else combo.field.name
+                if free and field in seen_fields:
                     continue  # training never solves the ODE: one run per field is enough
-                seen_fields.add(combo.field.name)
-                label = f"{objective}/{combo.field.name}" if free else f"{objective}/{combo.id}"
+                seen_fields.add(field)
+                label = f"{objective}/{field}" if free else f"{objective}/{combo.id}"
                 params = {
                     **combination_params(combo),
+                    **({"field": field, "trace": "exact"} if score else {}),
                     "objective": objective,
                     "seconds": seconds,
                     "points": 4 if ctx.quick else 6,
@@ -116,7 +130,7 @@ class TrainingSuite(Suite):
             n_val=p["held_out"],
             n_test=p["held_out"],
             field=p["field"],
-            field_options={"hidden": list(p["hidden"])},
+            field_options=_field_options(p),
             integrator=p["integrator"],
             integrator_options=integrator_options(
                 registry, p["integrator"], rtol=1e-4, atol=1e-4, steps=16
@@ -128,7 +142,7 @@ class TrainingSuite(Suite):
             eval_integrator_options={"rtol": 1e-5, "atol": 1e-5},
             eval_trace="exact",
             batch_size=p["batch"],
-            lr=3e-3,
+            lr=SCORE_LR if p["field"] == SCORE_FIELD else 3e-3,
             seed=seed % (2**31),
             device=p["device"],
             dtype=p["dtype"],
@@ -155,6 +169,13 @@ class TrainingSuite(Suite):
             "train_seconds": trainer.train_seconds,
             "nll_vs_time": curve,
         }
+
+
+def _field_options(p: dict[str, Any]) -> dict[str, Any]:
+    """The field's options: the MLP's size, or a score model's network of that size."""
+    if p["field"] == SCORE_FIELD:
+        return {**SCORE_FIELD_OPTIONS, "score_field_options": {"hidden": list(p["hidden"])}}
+    return {"hidden": list(p["hidden"])}
 
 
 @torch.no_grad()
