@@ -154,7 +154,7 @@ def test_internal_errors_keep_their_traceback(monkeypatch: pytest.MonkeyPatch) -
 
 # -- list, bench and the command line itself ----------------------------------------------------
 def test_list_errors_are_one_line() -> None:
-    _error_line(["list", "--kind", "integratr"], "did you mean 'integrator'?".capitalize())
+    _error_line(["list", "--kind", "integratr"], "Did you mean 'integrator'")
 
 
 def test_usage_errors_are_one_line() -> None:

@@ -3,7 +3,10 @@
 Both read a run directory written by ``flowkit train`` (see
 :mod:`flowkit.train.saved`) and take the solver, trace estimator and
 tolerances on the command line, so components can be mixed and matched after
-training, not only before. User errors are one line (:mod:`flowkit.cli.errors`).
+training, not only before. ``flowkit sample --sampler reverse_sde|pc`` samples a
+score model (a run of the ``probability_flow`` field) with
+:func:`flowkit.sde.sample`; the default, ``ode``, is the CNF's own flow. User
+errors are one line (:mod:`flowkit.cli.errors`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any, Optional
 
 import typer
 
-from flowkit.cli.errors import CliUsageError
+from flowkit.cli.errors import CliUsageError, did_you_mean
 from flowkit.train.config import parse_assignment
 
 __all__ = ["evaluate_command", "sample_command"]
@@ -43,6 +46,27 @@ def _weights(value: str) -> Any:
     return value
 
 
+_SAMPLERS = ("ode", "reverse_sde", "pc")
+_FLAGS = {"n_steps": "--steps", "denoise": "--no-denoise"}
+
+
+def _sampler_options(sampler: str, **given: Any) -> dict[str, Any]:
+    """The options given on the command line for an SDE sampler; refused for ``ode``."""
+    if sampler not in _SAMPLERS:
+        raise CliUsageError(
+            f"--sampler must be one of {', '.join(_SAMPLERS)}, got {sampler!r}."
+            + did_you_mean(sampler, _SAMPLERS)
+        )
+    chosen = {key: value for key, value in given.items() if value is not None}
+    if sampler == "ode" and chosen:
+        flags = ", ".join(_FLAGS.get(key, f"--{key.replace('_', '-')}") for key in chosen)
+        raise CliUsageError(
+            f"{flags}: options of --sampler reverse_sde or pc, not of the ODE sampler "
+            "(which takes --integrator and --integrator-options)."
+        )
+    return chosen
+
+
 def sample_command(
     run_dir: Path = typer.Argument(..., help=_RUN_HELP, show_default=False),  # noqa: B008
     n: int = typer.Option(1000, "-n", "--samples", help="Number of samples."),
@@ -64,6 +88,33 @@ def sample_command(
         help="Class to sample (0..classes-1); required for a run trained with --context, "
         "refused for one trained without.",
     ),
+    sampler: str = typer.Option(
+        "ode",
+        "--sampler",
+        help="ode (the CNF's flow; any run), or for a score model (a probability_flow run) "
+        "reverse_sde (the reverse-time SDE) or pc (predictor-corrector).",
+    ),
+    steps: Optional[int] = typer.Option(  # noqa: UP045
+        None, "--steps", help="Steps of reverse_sde and pc (default 1000)."
+    ),
+    sde_integrator: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--sde-integrator", help="SDE integrator of reverse_sde (default euler_maruyama)."
+    ),
+    predictor: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--predictor", help="pc: reverse_diffusion (default) or euler_maruyama."
+    ),
+    corrector: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--corrector", help="pc: langevin (default) or none."
+    ),
+    corrector_steps: Optional[int] = typer.Option(  # noqa: UP045
+        None, "--corrector-steps", help="pc: corrector moves per step (default 1)."
+    ),
+    snr: Optional[float] = typer.Option(  # noqa: UP045
+        None, "--snr", help="pc: the Langevin corrector's signal-to-noise ratio (default 0.16)."
+    ),
+    no_denoise: bool = typer.Option(
+        False, "--no-denoise", help="reverse_sde, pc: keep the last step's noise."
+    ),
 ) -> None:
     """Write samples of a trained run, in the data's units, to a .npy file."""
     import numpy as np
@@ -78,9 +129,32 @@ def sample_command(
     if n <= 0:
         raise CliUsageError(f"-n must be a positive number of samples, got {n}.")
     options = _options(integrator_options)
+    sde_options = _sampler_options(
+        sampler,
+        n_steps=steps,
+        sde_integrator=sde_integrator,
+        predictor=predictor,
+        corrector=corrector,
+        corrector_steps=corrector_steps,
+        snr=snr,
+        denoise=False if no_denoise else None,
+    )
+    if sampler != "ode" and (integrator is not None or options):
+        raise CliUsageError(
+            f"--integrator and --integrator-options are for --sampler ode; the {sampler} "
+            "sampler takes --steps and --sde-integrator (reverse_sde) or --predictor, "
+            "--corrector, --corrector-steps and --snr (pc)."
+        )
     run = load_run(run_dir, weights=_weights(weights))
     x = sample_run(
-        run, n, integrator=integrator, integrator_options=options, seed=seed, label=label
+        run,
+        n,
+        integrator=integrator,
+        integrator_options=options,
+        seed=seed,
+        label=label,
+        sampler=sampler,
+        sampler_options=sde_options,
     )
     if not target.parent.is_dir():
         raise CliUsageError(f"The folder of --out {target} does not exist; create it first.")

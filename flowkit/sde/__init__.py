@@ -10,11 +10,15 @@ to flowkit's CNFs:
   noise at T) and flow time (base at ``t0``, data at ``t1``);
 * :class:`ScoreModel`, :class:`NetworkScore`, :class:`GaussianScore`: scores;
 * :class:`ProbabilityFlow`: the probability flow ODE as a vector field, so a
-  :class:`flowkit.CNF` on it gives exact likelihoods and ODE samples.
+  :class:`flowkit.CNF` on it gives exact likelihoods and ODE samples;
+* :func:`sample`: the samplers of a score model (reverse-time SDE,
+  predictor-corrector, probability flow ODE), with the predictors and
+  correctors of :mod:`flowkit.sde.predictors` and :mod:`flowkit.sde.correctors`.
 """
 
 from flowkit.sde.clock import DiffusionClock
 from flowkit.sde.probability_flow import ProbabilityFlow
+from flowkit.sde.sampling import SAMPLERS, SampleResult, SamplerOptionError, sample
 from flowkit.sde.score import (
     PARAMETRISATIONS,
     GaussianScore,
@@ -30,5 +34,9 @@ __all__ = [
     "NetworkScore",
     "Parametrisation",
     "ProbabilityFlow",
+    "SAMPLERS",
+    "SampleResult",
+    "SamplerOptionError",
     "ScoreModel",
+    "sample",
 ]

@@ -190,17 +190,25 @@ def sample_run(
     integrator_options: dict[str, Any] | None = None,
     seed: int = 0,
     label: int | None = None,
+    sampler: str = "ode",
+    sampler_options: dict[str, Any] | None = None,
 ) -> Tensor:
     """``n`` samples of the run's model in the data's units (standardisation undone).
 
     The solver defaults to the run's evaluation integrator, whose options
     ``integrator_options`` update; another integrator takes only the options given.
     A conditional run's samples are those of class ``label`` (its one-hot context).
+    ``sampler`` ``"reverse_sde"`` or ``"pc"`` samples a score model (a run of the
+    ``probability_flow`` field) with :func:`flowkit.sde.sample`, its options in
+    ``sampler_options`` and its noise seeded by ``seed``; ``"ode"`` (default) is
+    the CNF's own sampling.
 
     Raises:
         ConfigError: ``n`` not positive, an option value the integrator refuses,
             a ``label`` missing for a conditional run, given for an unconditional
-            one, or outside the run's classes.
+            one, or outside the run's classes; an SDE sampler on a run that is not
+            a score model, or given an ODE integrator.
+        SamplerOptionError: a sampler option :func:`flowkit.sde.sample` refuses.
         UnknownComponentError: an unknown integrator.
     """
     if n <= 0:
@@ -222,6 +230,8 @@ def sample_run(
             f"--label {label} is out of range: {c.data!r} has {width} classes, labels "
             f"0..{width - 1}."
         )
+    if sampler != "ode":
+        return _sample_score_run(run, n, sampler, sampler_options, seed, label, integrator)
     options = dict(integrator_options or {})
     if integrator is None or integrator == c.eval_integrator:
         options = {**c.eval_integrator_options, **options}
@@ -230,12 +240,51 @@ def sample_run(
     torch.manual_seed(seed)
     with torch.no_grad():
         z = model.sample_base(n)
-        context = None
-        if width is not None and label is not None:
-            labels = torch.full((n,), label, dtype=torch.long, device=z.device)
-            context = label_context(labels, width, z)
+        context = _label_context(c, n, label, z)
         x = model.transform(z, context)
     return run.data().to_data_space(x)
+
+
+def _label_context(c: TrainConfig, n: int, label: int | None, like: Tensor) -> Tensor | None:
+    width = context_width(c)
+    if width is None or label is None:
+        return None
+    labels = torch.full((n,), label, dtype=torch.long, device=like.device)
+    return label_context(labels, width, like)
+
+
+def _sample_score_run(
+    run: SavedRun,
+    n: int,
+    sampler: str,
+    sampler_options: dict[str, Any] | None,
+    seed: int,
+    label: int | None,
+    integrator: str | None,
+) -> Tensor:
+    """``sample_run`` with the reverse-SDE or predictor-corrector sampler of a score model."""
+    from flowkit.sde import ProbabilityFlow, sample
+
+    model = run.model
+    if not isinstance(model.field, ProbabilityFlow):
+        raise ConfigError(
+            f"--sampler {sampler} needs a score model, but the run in {run.run_dir} trained "
+            f"the field {run.config.field!r}, not a probability flow; sample it with "
+            "--sampler ode, or train a score model (--field probability_flow)."
+        )
+    if integrator is not None:
+        raise ConfigError(
+            f"--integrator {integrator} is the ODE integrator of --sampler ode; the {sampler} "
+            "sampler takes --sde-integrator (reverse_sde) and --steps."
+        )
+    model.eval()
+    dtype, device = model.dtype_and_device()
+    like = torch.empty(0, dtype=dtype, device=device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    context = _label_context(run.config, n, label, like)
+    options = dict(sampler_options or {})
+    x = sample(model, n, sampler=sampler, context=context, generator=generator, **options)
+    return run.data().to_data_space(x.samples)
 
 
 @dataclass
