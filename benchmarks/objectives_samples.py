@@ -5,7 +5,9 @@
 * :func:`sample_distances`: the unbiased energy distance and the sliced W2
   (:mod:`flowkit.metrics`) between two point sets.
 * :func:`sample_quality`: those distances for a field's samples, per sampler, with
-  each sampler's function evaluations.
+  each sampler's function evaluations; a probability flow field (a score model)
+  is also sampled by :data:`SCORE_SAMPLERS` (:func:`flowkit.sde.sample`: the
+  reverse-time SDE and predictor-corrector).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from torch import Tensor, nn
 
 from flowkit.cnf import CNF
 from flowkit.metrics import energy_distance, sliced_wasserstein
+from flowkit.sde import ProbabilityFlow, sample
 
-__all__ = ["SAMPLERS", "sample_distances", "sample_quality"]
+__all__ = ["SAMPLERS", "SCORE_SAMPLERS", "sample_distances", "sample_quality"]
 
 
 SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -28,6 +31,15 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "midpoint_4": ("midpoint", {"n_steps": 4}),
 }
 """The integrators samples are drawn with, by name."""
+
+SCORE_SAMPLERS: dict[str, dict[str, Any]] = {
+    "reverse_sde_1000": {"sampler": "reverse_sde", "n_steps": 1000},
+    "reverse_sde_100": {"sampler": "reverse_sde", "n_steps": 100},
+    "pc_100": {"sampler": "pc", "n_steps": 100},
+}
+"""The stochastic samplers of a score model (:func:`flowkit.sde.sample`), by name:
+Euler-Maruyama on the reverse SDE, and predictor-corrector (reverse diffusion and one
+Langevin step at snr 0.16 per time: 100 + 100 steps)."""
 
 
 def sample_distances(x: Tensor, reference: Tensor, seed: int) -> dict[str, float]:
@@ -68,4 +80,12 @@ def sample_quality(
             **sample_distances(x, reference, seed + 1),
             "nfe": stats.nfe if stats else None,
         }
+    if isinstance(field_, ProbabilityFlow):
+        model = CNF(field_, "dopri5", "exact", "backprop", dim=dim, t1=t1)
+        for name, options in SCORE_SAMPLERS.items():
+            drawn = sample(model, n, generator=torch.Generator().manual_seed(seed), **options)
+            out[name] = {
+                **sample_distances(drawn.samples.to(reference.dtype), reference, seed + 1),
+                "nfe": drawn.nfe,
+            }
     return out

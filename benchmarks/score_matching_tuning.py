@@ -64,6 +64,11 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "ve": _candidate(sde="ve", sde_options={"sigma_max": 8.0}),
     "vp_lr1e-2": _candidate(lr=1e-2),
     "vp_silu_128": _candidate(hidden=[128, 128, 128], activation="silu"),
+    # round 2, around the winner of round 1 (vp_lr1e-2; --budget 40)
+    "vp_lr2e-2": _candidate(lr=2e-2),
+    "vp_likelihood_lr1e-2": _candidate(weighting=LIKELIHOOD, lr=1e-2),
+    "subvp_lr1e-2": _candidate(sde="subvp", lr=1e-2),
+    "vp_beta10_lr1e-2": _candidate(sde_options={"beta_max": 10.0}, lr=1e-2),
 }
 """The candidates, by name (noise parametrisation throughout)."""
 
