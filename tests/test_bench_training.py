@@ -93,6 +93,8 @@ def test_quick_run_gives_every_objective_its_nll_and_sample_quality() -> None:
         curve = record.series["nll_vs_time"]
         assert curve[0][0] == 0.0 and curve[-1][1] == metrics["final_nll"]
         assert metrics["best_nll"] == min(nll for _, nll in curve)
+        if record.key == "training/score_matching/probability_flow":
+            assert metrics["sample_nfe"] == 100  # reverse-SDE samples: 100 steps with --quick
 
 
 def test_unknown_objective_is_an_error_even_when_training_is_not_named() -> None:

@@ -10,7 +10,9 @@ trace estimator and gradient strategy play no part: it runs once per vector
 field. An objective that trains a score model (``requires_score_model``) trains
 the ``probability_flow`` field of a noise-predicting MLP of the same size under
 the VP SDE (:data:`SCORE_FIELD_OPTIONS`), and its NLL is the probability
-flow's. A schedule of objectives (flow matching, then maximum likelihood) is
+flow's, and its samples come from the reverse-time SDE (Euler-Maruyama,
+:data:`SCORE_SAMPLER_STEPS` steps, :func:`flowkit.sde.sample`), the sampler a
+diffusion model is used with. A schedule of objectives (flow matching, then maximum likelihood) is
 left to ``benchmarks/objectives.py``.
 
 One evaluator for all runs: the held-out negative log-likelihood (nats) with
@@ -35,6 +37,7 @@ from flowkit.bench.suites.common import combination_params, seed_everything
 from flowkit.bench.tasks import Metric, Task
 from flowkit.metrics import energy_distance, sliced_wasserstein
 from flowkit.registry import get_registry
+from flowkit.sde import ProbabilityFlow, sample
 from flowkit.train import TrainConfig, Trainer
 
 __all__ = ["TrainingSuite"]
@@ -48,6 +51,8 @@ SCORE_FIELD_OPTIONS: dict[str, Any] = {"sde": "vp", "parametrisation": "noise"}
 """Its options besides the network's size (see ``benchmarks/score_matching_tuning.py``)."""
 SCORE_LR = 3e-3
 """Its Adam learning rate."""
+SCORE_SAMPLER_STEPS = 1000
+"""Reverse-SDE steps of a score model's samples (100 with ``--quick``)."""
 SLICES = 256
 """Random directions of the sliced W2."""
 
@@ -110,6 +115,7 @@ class TrainingSuite(Suite):
                     "batch": 64 if ctx.quick else 256,
                     "hidden": [16, 16] if ctx.quick else [64, 64, 64],
                     "held_out": 256 if ctx.quick else 2000,
+                    "sampler_steps": 100 if ctx.quick else SCORE_SAMPLER_STEPS,
                     "dtype": ctx.dtype,
                     "device": ctx.device,
                     "section": f"{DENSITY}, {seconds:g} s of training each",
@@ -164,7 +170,9 @@ class TrainingSuite(Suite):
         return {
             "final_nll": curve[-1][1],
             "best_nll": min(c[1] for c in curve),
-            **_sample_quality(trainer, held_out, seed),
+            **_sample_quality(
+                trainer, held_out, seed, steps=p.get("sampler_steps", SCORE_SAMPLER_STEPS)
+            ),
             "iterations": trainer.iteration,
             "train_seconds": trainer.train_seconds,
             "nll_vs_time": curve,
@@ -179,24 +187,40 @@ def _field_options(p: dict[str, Any]) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def _sample_quality(trainer: Trainer, held_out: torch.Tensor, seed: int) -> dict[str, float]:
+def _sample_quality(
+    trainer: Trainer, held_out: torch.Tensor, seed: int, *, steps: int = SCORE_SAMPLER_STEPS
+) -> dict[str, float]:
     """Distances between as many model samples as held-out points and those points.
 
-    Samples are drawn by the evaluator's model (dopri5 at 1e-5); ``sample_nfe``
-    is the function evaluations of that solve.
+    Samples are drawn by the evaluator's model (dopri5 at 1e-5), or for a score
+    model by the reverse-time SDE; ``sample_nfe`` is the function evaluations
+    of that solve (score evaluations for the SDE).
     """
     model = trainer.evaluation_model()
     model.eval()
+    if isinstance(model.field, ProbabilityFlow):
+        generator = torch.Generator(device=held_out.device).manual_seed(seed % (2**31) + 1)
+        drawn = sample(model, len(held_out), n_steps=steps, generator=generator)
+        return _distances(drawn.samples, held_out, seed, float(drawn.nfe))
     devices = [held_out.device] if held_out.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # the same noise whatever training drew
         torch.manual_seed(seed % (2**31) + 1)
         z = model.sample_base(len(held_out))
     samples = model.transform(z)
     stats = model.last_stats
+    return _distances(
+        samples, held_out, seed, float(stats.nfe) if stats is not None else float("nan")
+    )
+
+
+def _distances(
+    samples: torch.Tensor, held_out: torch.Tensor, seed: int, nfe: float
+) -> dict[str, float]:
+    """Sliced W2 and unbiased energy distance of ``samples`` to ``held_out``, and ``nfe``."""
     x, reference = samples.double().cpu(), held_out.double().cpu()
     directions = torch.Generator().manual_seed(seed % (2**31) + 2)
     return {
         "sliced_w2": float(sliced_wasserstein(x, reference, SLICES, directions)),
         "energy_distance": float(energy_distance(x, reference, unbiased=True)),
-        "sample_nfe": float(stats.nfe) if stats is not None else float("nan"),
+        "sample_nfe": nfe,
     }
