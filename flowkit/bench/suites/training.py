@@ -47,9 +47,14 @@ DEFAULT_OBJECTIVES = ("maximum_likelihood", "flow_matching", "score_matching")
 """The objectives compared when ``--objectives`` is not given."""
 SCORE_FIELD = "probability_flow"
 """The field an objective with ``requires_score_model`` trains."""
-SCORE_FIELD_OPTIONS: dict[str, Any] = {"sde": "vp", "parametrisation": "noise"}
-"""Its options besides the network's size (see ``benchmarks/score_matching_tuning.py``)."""
-SCORE_LR = 3e-3
+SCORE_FIELD_OPTIONS: dict[str, Any] = {
+    "sde": "vp",
+    "sde_options": {"beta_max": 10.0},
+    "parametrisation": "noise",
+}
+"""Its options besides the network's size (chosen on validation NLL by
+``benchmarks/score_matching_tuning.py``)."""
+SCORE_LR = 1e-2
 """Its Adam learning rate."""
 SCORE_SAMPLER_STEPS = 1000
 """Reverse-SDE steps of a score model's samples (100 with ``--quick``)."""
