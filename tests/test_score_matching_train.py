@@ -191,3 +191,13 @@ def test_a_score_model_trained_elsewhere_is_evaluated_by_flowkit_evaluate(tmp_pa
     with torch.no_grad():
         expected = float(-trainer.evaluation_model().log_prob(trainer.data.test).mean())
     assert json.loads(result.output)["nll"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_conditional_score_model_trains_with_context(tmp_path: Path) -> None:
+    """--context: the score network gets context_dim = the number of classes, and the
+    reported NLLs are the probability flow's conditional NLLs."""
+    config = TrainConfig(**{**SCORE, "iterations": 4, "context": True})
+    result = train(config, run_dir=tmp_path / "run")
+    assert result.conditional and torch.isfinite(torch.tensor(result.test_nll))
+    model = flowkit.load(tmp_path / "run")
+    assert model.field.context_dim == 8 and model.field.score_model.network.context_dim == 8
