@@ -66,7 +66,7 @@ def print_table(result: dict[str, Any]) -> None:
             + f" {q['midpoint_4']['sliced_w2']:>9.4f}"
         )
         print(row)
-    scored = {k: q for k, q in result["sample_quality"].items() if "reverse_sde_1000" in q}
+    scored = {k: q for k, q in result["sample_quality"].items() if "reverse_sde" in q}
     for name, q in scored.items():
         print(
             f"{name} by sampler (SW2 / ED / NFE): "

@@ -6,7 +6,7 @@
   (:mod:`flowkit.metrics`) between two point sets.
 * :func:`sample_quality`: those distances for a field's samples, per sampler, with
   each sampler's function evaluations; a probability flow field (a score model)
-  is also sampled by :data:`SCORE_SAMPLERS` (:func:`flowkit.sde.sample`: the
+  is also sampled by :func:`score_samplers` (:func:`flowkit.sde.sample`: the
   reverse-time SDE and predictor-corrector).
 """
 
@@ -21,7 +21,7 @@ from flowkit.cnf import CNF
 from flowkit.metrics import energy_distance, sliced_wasserstein
 from flowkit.sde import ProbabilityFlow, sample
 
-__all__ = ["SAMPLERS", "SCORE_SAMPLERS", "sample_distances", "sample_quality"]
+__all__ = ["SAMPLERS", "SDE_STEPS", "sample_distances", "sample_quality", "score_samplers"]
 
 
 SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -32,14 +32,21 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 """The integrators samples are drawn with, by name."""
 
-SCORE_SAMPLERS: dict[str, dict[str, Any]] = {
-    "reverse_sde_1000": {"sampler": "reverse_sde", "n_steps": 1000},
-    "reverse_sde_100": {"sampler": "reverse_sde", "n_steps": 100},
-    "pc_100": {"sampler": "pc", "n_steps": 100},
-}
-"""The stochastic samplers of a score model (:func:`flowkit.sde.sample`), by name:
-Euler-Maruyama on the reverse SDE, and predictor-corrector (reverse diffusion and one
-Langevin step at snr 0.16 per time: 100 + 100 steps)."""
+SDE_STEPS = 1000
+"""The reverse-SDE steps of a score model's reference samples (Song et al.'s N)."""
+
+
+def score_samplers(steps: int = SDE_STEPS) -> dict[str, dict[str, Any]]:
+    """The stochastic samplers of a score model (:func:`flowkit.sde.sample`), by name:
+    Euler-Maruyama on the reverse SDE with ``steps`` and ``steps // 10`` steps, and
+    predictor-corrector at ``steps // 10`` (reverse diffusion and one Langevin step at
+    snr 0.16 per time: 100 + 100 evaluations for the default)."""
+    short = max(steps // 10, 1)
+    return {
+        "reverse_sde": {"sampler": "reverse_sde", "n_steps": steps},
+        "reverse_sde_short": {"sampler": "reverse_sde", "n_steps": short},
+        "pc": {"sampler": "pc", "n_steps": short},
+    }
 
 
 def sample_distances(x: Tensor, reference: Tensor, seed: int) -> dict[str, float]:
@@ -55,7 +62,13 @@ def sample_distances(x: Tensor, reference: Tensor, seed: int) -> dict[str, float
 
 @torch.no_grad()
 def sample_quality(
-    field_: nn.Module, reference: Tensor, *, t1: float, n: int, seed: int
+    field_: nn.Module,
+    reference: Tensor,
+    *,
+    t1: float,
+    n: int,
+    seed: int,
+    sde_steps: int = SDE_STEPS,
 ) -> dict[str, dict[str, float]]:
     """Distances between ``n`` samples of the flow of ``field_`` and ``reference``, per sampler.
 
@@ -82,7 +95,7 @@ def sample_quality(
         }
     if isinstance(field_, ProbabilityFlow):
         model = CNF(field_, "dopri5", "exact", "backprop", dim=dim, t1=t1)
-        for name, options in SCORE_SAMPLERS.items():
+        for name, options in score_samplers(sde_steps).items():
             drawn = sample(model, n, generator=torch.Generator().manual_seed(seed), **options)
             out[name] = {
                 **sample_distances(drawn.samples.to(reference.dtype), reference, seed + 1),
