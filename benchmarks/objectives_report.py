@@ -66,6 +66,24 @@ def print_table(result: dict[str, Any]) -> None:
             + f" {q['midpoint_4']['sliced_w2']:>9.4f}"
         )
         print(row)
+    scored = {k: q for k, q in result["sample_quality"].items() if "reverse_sde" in q}
+    for name, q in scored.items():
+        print(
+            f"{name} by sampler (SW2 / ED / NFE): "
+            + ", ".join(
+                f"{s} {v['sliced_w2']:.4f} / {v['energy_distance']:.4f} / {v['nfe']}"
+                for s, v in q.items()
+            )
+        )
+    goal = result.get("score_matching_goal")
+    if goal is not None:
+        print(
+            f"score matching vs maximum likelihood: NLL gap {goal['nll_gap_nats']:+.4f} nats "
+            f"(goal <= {goal['goal_gap_nats']}: {'met' if goal['nll_goal_met'] else 'not met'}); "
+            f"reverse-SDE / CNF energy distance {goal['energy_distance_ratio_sde_to_cnf']:.3f}, "
+            f"sliced W2 {goal['sliced_w2_ratio_sde_to_cnf']:.3f} "
+            f"(goal <= 1: {'met' if goal['samples_goal_met'] else 'not met'})"
+        )
     floor = result["sample_quality_floor"]
     print(
         f"held-out floor (val vs test, n = {result['n_samples']}): SW2 {floor['sliced_w2']:.4f}, "

@@ -22,14 +22,17 @@ def _training_tasks(**selection: tuple[str, ...]) -> list:
     return plan_tasks(config).tasks
 
 
-def test_default_plan_compares_maximum_likelihood_with_flow_matching() -> None:
+def test_default_plan_compares_maximum_likelihood_flow_matching_and_score_matching() -> None:
     tasks = _training_tasks()
     objectives = [t.params["objective"] for t in tasks]
-    assert set(objectives) == {"maximum_likelihood", "flow_matching"}
+    assert set(objectives) == {"maximum_likelihood", "flow_matching", "score_matching"}
     ml = [t for t in tasks if t.params["objective"] == "maximum_likelihood"]
     assert {t.params["trace"] for t in ml} == {"exact", "hutchinson"}
-    # flow matching never solves the ODE while training: one run per field, not per trace
-    assert objectives.count("flow_matching") == 1
+    # flow and score matching never solve the ODE while training: one run per field
+    assert objectives.count("flow_matching") == 1 and objectives.count("score_matching") == 1
+    (score,) = [t for t in tasks if t.params["objective"] == "score_matching"]
+    assert score.params["field"] == "probability_flow" and score.params["trace"] == "exact"
+    assert score.params["label"] == "score_matching/probability_flow"
     assert len({t.key for t in tasks}) == len(tasks)
     assert all(t.key == f"training/{t.params['label']}" for t in tasks)
 
@@ -90,6 +93,8 @@ def test_quick_run_gives_every_objective_its_nll_and_sample_quality() -> None:
         curve = record.series["nll_vs_time"]
         assert curve[0][0] == 0.0 and curve[-1][1] == metrics["final_nll"]
         assert metrics["best_nll"] == min(nll for _, nll in curve)
+        if record.key == "training/score_matching/probability_flow":
+            assert metrics["sample_nfe"] == 100  # reverse-SDE samples: 100 steps with --quick
 
 
 def test_unknown_objective_is_an_error_even_when_training_is_not_named() -> None:

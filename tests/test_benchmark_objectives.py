@@ -69,7 +69,14 @@ def test_quick_run_reports_every_contestant_and_refuses_to_overwrite(tmp_path: P
     assert done.returncode == 0, done.stderr
     assert seconds < 30, f"--quick took {seconds:.1f} s"
     report = json.loads(out.read_text())
-    names = {"maximum_likelihood", "flow_matching", "flow_matching_ot", "fm_then_ml", "reflow"}
+    names = {
+        "maximum_likelihood",
+        "flow_matching",
+        "flow_matching_ot",
+        "fm_then_ml",
+        "reflow",
+        "score_matching",
+    }
     assert set(report["curves"]) == names
     for name in names:
         curve = report["curves"][name]
@@ -83,6 +90,9 @@ def test_quick_run_reports_every_contestant_and_refuses_to_overwrite(tmp_path: P
     assert report["median_train_nfe_per_iteration"]["flow_matching"] == 1
     assert report["median_train_nfe_per_iteration"]["maximum_likelihood"] > 1
     assert "true_density_nll_on_test" in report and "seconds_to_target" in report
+    score = report["sample_quality"]["score_matching"]  # also reverse SDE and PC samples
+    assert score["reverse_sde"]["nfe"] == 100 and score["pc"]["nfe"] == 20  # --quick: 100 steps
+    assert set(report["score_matching_goal"]) >= {"nll_gap_nats", "samples_goal_met"}
     assert "contestant" in done.stdout and "held-out floor" in done.stdout
 
     before = out.read_text()

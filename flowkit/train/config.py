@@ -129,8 +129,9 @@ class TrainConfig:
     objective: str = _opt(
         "optim",
         "Training objective (registered name): maximum_likelihood (its regularizers and "
-        "STEER come from --regularizer and --steer), flow_matching or rectified_flow (its "
-        "teacher is a frozen copy of the model at the start of training or of its stage).",
+        "STEER come from --regularizer and --steer), flow_matching, rectified_flow (its "
+        "teacher is a frozen copy of the model at the start of training or of its stage) "
+        "or score_matching (with --field probability_flow).",
         "maximum_likelihood",
     )
     objective_options: dict[str, Any] = dataclasses.field(

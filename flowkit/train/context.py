@@ -92,8 +92,12 @@ def check_context_config(config: TrainConfig) -> None:
 
 
 def model_field_options(config: TrainConfig) -> dict[str, Any]:
-    """The run model's field options: ``field_options``, plus ``context_dim`` if conditional."""
-    options = dict(config.field_options)
+    """The run model's field options: ``field_options`` fitted to the field
+    (:func:`flowkit.train.field_options.run_field_options`), plus ``context_dim`` if
+    conditional."""
+    from flowkit.train.field_options import run_field_options
+
+    options = run_field_options(config)
     width = context_width(config)
     if width is not None:
         options["context_dim"] = width

@@ -56,8 +56,10 @@ def resolve_device(name: str, *, rank: int = 0) -> torch.device:
 
 def _component_options(config: TrainConfig) -> list[tuple[str, str, dict[str, Any], str]]:
     """(kind, name, options, configuration key) of every component ``config`` names."""
+    from flowkit.train.field_options import configured_field_options
+
     entries = [
-        ("vector_field", config.field, config.field_options, "field_options"),
+        ("vector_field", config.field, configured_field_options(config), "field_options"),
         ("integrator", config.integrator, config.integrator_options, "integrator_options"),
         ("trace_estimator", config.trace, config.trace_options, "trace_options"),
         ("gradient_strategy", config.gradient, config.gradient_options, "gradient_options"),
@@ -92,6 +94,7 @@ def check_components(config: TrainConfig) -> None:
         UnknownComponentError: an unknown name (with the closest matches).
         ConfigError: an option the component does not take (with the closest
             matches and the valid options).
+        IncompatibleComponentsError: an objective that cannot train the field.
     """
     from flowkit.kinds import kind_info
     from flowkit.registry import get_registry
@@ -123,6 +126,25 @@ def check_components(config: TrainConfig) -> None:
             f"--{table.replace('_', '-')} or {table} in the configuration file."
         )
     check_context_config(config)
+    _check_objectives_fit_the_field(config)
+
+
+def _check_objectives_fit_the_field(config: TrainConfig) -> None:
+    """Each stage's objective against the field (e.g. ``score_matching`` needs a
+    probability flow field), before any data is loaded.
+
+    Raises:
+        IncompatibleComponentsError: naming the objective, the field and the fix.
+    """
+    from flowkit.compat import ensure_compatible
+    from flowkit.registry import get_registry
+
+    registry = get_registry()
+    field = registry.get("vector_field", config.field)
+    # the model's trace (the dimension only decides between exact and hutchinson, both fit)
+    trace = registry.get("trace_estimator", model_trace(config, 1))
+    for name, _, _ in config.stages():
+        ensure_compatible(objective=registry.get("objective", name), field=field, trace=trace)
 
 
 @contextmanager

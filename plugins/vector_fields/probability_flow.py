@@ -31,6 +31,10 @@ class ProbabilityFlowField(ProbabilityFlow):
         parametrisation: ``"noise"`` (default; the network predicts the noise,
             score ``= -net / sigma(s)``) or ``"score"``.
         context_dim: the context size of a conditional score network (0: none).
+        t0, t1: the flow-time span of the CNF the field belongs to (default
+            ``[0, 1]``): its diffusion clock maps ``t0`` to the SDE's end time
+            and ``t1`` to its start time (``flowkit train`` sets ``t1`` to the
+            run's).
 
     Raises:
         UnknownComponentError: for an unknown ``score_field`` or ``sde``.
@@ -47,6 +51,8 @@ class ProbabilityFlowField(ProbabilityFlow):
         sde_options: Mapping[str, Any] | None = None,
         parametrisation: Parametrisation = "noise",
         context_dim: int = 0,
+        t0: float = 0.0,
+        t1: float = 1.0,
     ) -> None:
         from flowkit.registry import get_registry
 
@@ -57,5 +63,6 @@ class ProbabilityFlowField(ProbabilityFlow):
             options["context_dim"] = context_dim
         network = registry.create("vector_field", score_field, **options)
         process = registry.create("sde", sde, **dict(sde_options or {}))
-        super().__init__(NetworkScore(network, process, dim, parametrisation=parametrisation))
+        score = NetworkScore(network, process, dim, parametrisation=parametrisation, t0=t0, t1=t1)
+        super().__init__(score)
         self.context_dim = context_dim
