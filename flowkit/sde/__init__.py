@@ -14,11 +14,14 @@ to flowkit's CNFs:
 * :func:`sample`: the samplers of a score model (reverse-time SDE,
   predictor-corrector, probability flow ODE), with the predictors and
   correctors of :mod:`flowkit.sde.predictors` and :mod:`flowkit.sde.correctors`;
-* :func:`compare_samplers`: sample quality against sampler cost, side by side.
+* :func:`compare_samplers`: sample quality against sampler cost, side by side;
+* :func:`denoising_score_matching_loss`: the loss of the ``score_matching``
+  objective, usable on any :class:`ScoreModel` without the registry.
 """
 
 from flowkit.sde.clock import DiffusionClock
 from flowkit.sde.comparison import SamplerScore, SamplerSetting, compare_samplers
+from flowkit.sde.losses import WEIGHTINGS, denoising_score_matching_loss
 from flowkit.sde.probability_flow import ProbabilityFlow
 from flowkit.sde.sampling import SAMPLERS, SampleResult, SamplerOptionError, sample
 from flowkit.sde.score import (
@@ -37,11 +40,13 @@ __all__ = [
     "Parametrisation",
     "ProbabilityFlow",
     "SAMPLERS",
+    "WEIGHTINGS",
     "SampleResult",
     "SamplerOptionError",
     "ScoreModel",
     "SamplerScore",
     "SamplerSetting",
     "compare_samplers",
+    "denoising_score_matching_loss",
     "sample",
 ]
