@@ -13,6 +13,7 @@ a reference.
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from typing import Literal
 
 import torch
@@ -38,7 +39,7 @@ def _times(s: Tensor, x: Tensor) -> Tensor:
     return s
 
 
-class ScoreModel(nn.Module):
+class ScoreModel(nn.Module, ABC):
     """The score ``grad_x log p_s(x)`` of the marginals of ``sde``.
 
     Contract: :meth:`score` takes ``x`` of shape ``(batch, dim)`` and diffusion
@@ -61,9 +62,9 @@ class ScoreModel(nn.Module):
         self.dim = dim
         self.clock = DiffusionClock(start_time=sde.start_time, end_time=sde.end_time, t0=t0, t1=t1)
 
+    @abstractmethod
     def score(self, x: Tensor, s: Tensor, context: Tensor | None = None) -> Tensor:
         """The score at ``x`` and diffusion times ``s``; see the class contract."""
-        raise NotImplementedError  # pragma: no cover - every subclass overrides it
 
     def forward(self, x: Tensor, s: Tensor, context: Tensor | None = None) -> Tensor:
         return self.score(x, s, context)

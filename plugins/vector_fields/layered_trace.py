@@ -18,6 +18,7 @@ matrix products only, no vector-Jacobian product, and stays differentiable
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 import torch
@@ -133,7 +134,7 @@ def value_and_divergence_in_chunks(
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
-class LayeredDivergence:
+class LayeredDivergence(ABC):
     """Mixin for a field with a closed-form divergence: the public methods over one pass.
 
     A field sets ``has_divergence = True``, implements ``_value_and_divergence(t,
@@ -153,14 +154,15 @@ class LayeredDivergence:
     on your machine by timing ``value_and_divergence`` with this attribute set very
     large."""
 
+    @abstractmethod
     def _jacobian_block(self) -> tuple[int, int]:
         """``(columns, width)`` of the Jacobian block one batch row holds."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _value_and_divergence(
         self, t: Tensor, x: Tensor, context: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
+        """``(f(t, x), tr(df/dx))`` from one forward pass over the whole of ``x``."""
 
     def value_and_divergence(
         self, t: Tensor, x: Tensor, context: Tensor | None = None
