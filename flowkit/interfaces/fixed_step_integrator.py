@@ -7,17 +7,16 @@ from typing import ClassVar
 
 from flowkit.interfaces.integrator import Integrator
 from flowkit.interfaces.step_options import (
+    DEFAULT_N_STEPS,
     OnMaxSteps,
     check_on_max_steps,
+    check_step_grid,
     equal_step_counts,
+    largest_grid_step,
     positive_integer,
-    positive_number,
 )
 
 __all__ = ["DEFAULT_N_STEPS", "FixedStepIntegrator"]
-
-DEFAULT_N_STEPS = 100
-"""``n_steps`` when neither ``step_size`` nor ``n_steps`` is given."""
 
 
 class FixedStepIntegrator(Integrator):
@@ -73,22 +72,13 @@ class FixedStepIntegrator(Integrator):
         max_steps: int | None = None,
         on_max_steps: OnMaxSteps = "raise",
     ) -> None:
-        if step_size is not None and n_steps is not None:
-            raise ValueError(
-                f"give either step_size or n_steps, not both (got step_size={step_size!r}, "
-                f"n_steps={n_steps!r})."
-            )
-        self.step_size = positive_number("step_size", step_size, finite=True)
-        n_steps = positive_integer("n_steps", n_steps)
-        self.n_steps = DEFAULT_N_STEPS if (n_steps is None and step_size is None) else n_steps
+        self.step_size, self.n_steps = check_step_grid(step_size, n_steps)
         self.max_steps = positive_integer("max_steps", max_steps)
         self.on_max_steps = check_on_max_steps(on_max_steps)
 
     def largest_step(self, times: Sequence[float]) -> float:
         """The largest step for output ``times``: ``step_size``, or the span over ``n_steps``."""
-        if self.step_size is not None:
-            return self.step_size
-        return abs(times[-1] - times[0]) / self.n_steps  # type: ignore[operator]
+        return largest_grid_step(times, self.step_size, self.n_steps)
 
     def step_counts(self, times: Sequence[float]) -> list[int]:
         """The number of equal steps in each interval between consecutive ``times``.

@@ -9,8 +9,11 @@ from typing import ClassVar, Literal, Protocol
 import torch
 from torch import Tensor
 
-from flowkit.interfaces.fixed_step_integrator import DEFAULT_N_STEPS
-from flowkit.interfaces.step_options import equal_step_counts, positive_integer, positive_number
+from flowkit.interfaces.step_options import (
+    check_step_grid,
+    equal_step_counts,
+    largest_grid_step,
+)
 from flowkit.solution import Solution
 
 __all__ = ["BrownianMotion", "SDEFunction", "SDEIntegrator", "SDEType"]
@@ -92,23 +95,11 @@ class SDEIntegrator(ABC):
     )
 
     def __init__(self, *, step_size: float | None = None, n_steps: int | None = None) -> None:
-        if step_size is not None and n_steps is not None:
-            raise ValueError(
-                f"give either step_size or n_steps, not both (got step_size={step_size!r}, "
-                f"n_steps={n_steps!r})."
-            )
-        self.step_size = positive_number("step_size", step_size, finite=True)
-        n_steps = positive_integer("n_steps", n_steps)
-        self.n_steps = DEFAULT_N_STEPS if (n_steps is None and step_size is None) else n_steps
+        self.step_size, self.n_steps = check_step_grid(step_size, n_steps)
 
     def step_counts(self, times: Sequence[float]) -> list[int]:
         """The number of equal steps in each interval between consecutive ``times``."""
-        largest = (
-            self.step_size
-            if self.step_size is not None
-            else abs(times[-1] - times[0]) / self.n_steps  # type: ignore[operator]
-        )
-        return equal_step_counts(times, largest)
+        return equal_step_counts(times, largest_grid_step(times, self.step_size, self.n_steps))
 
     @abstractmethod
     def integrate(

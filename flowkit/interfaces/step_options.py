@@ -8,14 +8,20 @@ from collections.abc import Sequence
 from typing import Literal
 
 __all__ = [
+    "DEFAULT_N_STEPS",
     "OnMaxSteps",
     "check_on_max_steps",
+    "check_step_grid",
     "equal_step_counts",
+    "largest_grid_step",
     "positive_integer",
     "positive_number",
 ]
 
 OnMaxSteps = Literal["raise", "return"]
+
+DEFAULT_N_STEPS = 100
+"""``n_steps`` of a fixed-step grid when neither ``step_size`` nor ``n_steps`` is given."""
 
 
 def positive_number(
@@ -76,3 +82,35 @@ def equal_step_counts(times: Sequence[float], largest_step: float) -> list[int]:
         near = round(r)
         counts.append(max(1, near if abs(r - near) <= 1e-9 * max(1.0, r) else math.ceil(r)))
     return counts
+
+
+def check_step_grid(
+    step_size: float | None, n_steps: int | None
+) -> tuple[float | None, int | None]:
+    """``(step_size, n_steps)`` of a fixed-step grid, checked, with the default filled in.
+
+    At most one may be given; with neither, ``n_steps`` is :data:`DEFAULT_N_STEPS`.
+
+    Raises:
+        ValueError: for both, or for a value that is not positive (finite).
+        TypeError: for a step size that is not a number.
+    """
+    if step_size is not None and n_steps is not None:
+        raise ValueError(
+            f"give either step_size or n_steps, not both (got step_size={step_size!r}, "
+            f"n_steps={n_steps!r})."
+        )
+    checked_size = positive_number("step_size", step_size, finite=True)
+    checked_steps = positive_integer("n_steps", n_steps)
+    if checked_steps is None and checked_size is None:
+        checked_steps = DEFAULT_N_STEPS
+    return checked_size, checked_steps
+
+
+def largest_grid_step(
+    times: Sequence[float], step_size: float | None, n_steps: int | None
+) -> float:
+    """The largest step for output ``times``: ``step_size``, or the span over ``n_steps``."""
+    if step_size is not None:
+        return step_size
+    return abs(times[-1] - times[0]) / n_steps  # type: ignore[operator]
