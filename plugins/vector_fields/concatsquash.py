@@ -6,6 +6,10 @@ from collections.abc import Sequence
 
 import torch
 from flowkit.plugins.vector_fields.activations import make_activation, value_and_slope
+from flowkit.plugins.vector_fields.affine_stack import (
+    affine_stack_divergence,
+    fused_divergence_applies,
+)
 from flowkit.plugins.vector_fields.common import (
     check_context,
     check_context_dim,
@@ -134,6 +138,19 @@ class ConcatSquashField(LayeredDivergence, VectorField):
         self, t: Tensor, x: Tensor, context: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         h = x if context is None else torch.cat([x, context], dim=1)
+        if fused_divergence_applies(self.activation, self.layers[0].linear.out_features, self.dim):
+            tt = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(())
+            layers = [
+                (
+                    layer.linear.weight,
+                    layer.linear.bias,
+                    layer.gate.weight,
+                    layer.gate.bias,
+                    layer.shift.weight,
+                )
+                for layer in self.layers
+            ]
+            return affine_stack_divergence(h, self.dim, layers, self.activation, tt)
         weights, slopes = [], []
         for i, layer in enumerate(self.layers):
             weight, bias = layer.affine(t, h)

@@ -181,7 +181,10 @@ class LayeredDivergence(ABC):
             ValueError: for a context that does not match the field's ``context_dim``.
         """
         context = check_context(self, x, context)
-        rows = chunk_rows(self.divergence_chunk_elements, *self._jacobian_block())
+        block = getattr(self, "_jacobian_block_size", None)
+        if block is None:  # fixed by the architecture: computed once
+            block = self._jacobian_block_size = self._jacobian_block()
+        rows = chunk_rows(self.divergence_chunk_elements, *block)
         return value_and_divergence_in_chunks(self._value_and_divergence, t, x, context, rows)
 
     def divergence(self, t: Tensor, x: Tensor, context: Tensor | None = None) -> Tensor:

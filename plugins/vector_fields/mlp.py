@@ -6,6 +6,10 @@ from collections.abc import Sequence
 
 import torch
 from flowkit.plugins.vector_fields.activations import make_activation, value_and_slope
+from flowkit.plugins.vector_fields.affine_stack import (
+    affine_stack_divergence,
+    fused_divergence_applies,
+)
 from flowkit.plugins.vector_fields.common import (
     check_context,
     check_context_dim,
@@ -93,6 +97,10 @@ class MLPField(LayeredDivergence, VectorField):
         self, t: Tensor, x: Tensor, context: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         linears = [m for m in self.net if isinstance(m, nn.Linear)]
+        if fused_divergence_applies(self.activation, linears[0].out_features, self.dim):
+            layers = [(layer.weight, layer.bias) for layer in linears]
+            h0 = self._inputs(t, x, context)  # [t, x, context]: x from column 1
+            return affine_stack_divergence(h0, self.dim, layers, self.activation, x_offset=1)
         h = self._inputs(t, x, context)
         slopes = []
         for i, layer in enumerate(linears[:-1]):
