@@ -69,10 +69,14 @@ class ConcatSquashField(LayeredDivergence, VectorField):
     Jacobian is ``G_L W_L D_L ... D_1 G_1 W_1x`` (``G_k`` the gates, ``D_k``
     the activations' derivatives, ``W_1x`` the first layer's ``x`` columns: a
     context is constant in ``x``), and :meth:`value_and_divergence` computes
-    its exact trace from one forward pass with
-    :func:`~flowkit.plugins.vector_fields.layered_trace.layered_divergence`
-    (used by the ``analytic`` trace estimator), at a cost of
-    ``O(batch * sum_k width_k width_(k+1) * min(dim, width_1))``.
+    its exact trace from one forward pass (used by the ``analytic`` trace
+    estimator), at a cost of
+    ``O(batch * sum_k width_k width_(k+1) * min(dim, width_1))``: with the
+    activations of
+    :data:`~flowkit.plugins.vector_fields.affine_stack.FUSED_ACTIVATIONS` by
+    :func:`~flowkit.plugins.vector_fields.affine_stack.affine_stack_divergence`
+    (gates included, a written-out backward pass), otherwise with
+    :func:`~flowkit.plugins.vector_fields.layered_trace.layered_divergence`.
 
     Arguments:
         dim: the dimension of ``x``.

@@ -39,7 +39,12 @@ class MLPField(LayeredDivergence, VectorField):
     (:func:`~flowkit.plugins.vector_fields.layered_trace.layered_divergence`:
     forward accumulation over ``min(dim, width_1)`` columns), with no
     vector-Jacobian product at all. The cost is
-    ``O(batch * sum_k width_k width_(k+1) * min(dim, width_1))``.
+    ``O(batch * sum_k width_k width_(k+1) * min(dim, width_1))``. With the
+    activations of
+    :data:`~flowkit.plugins.vector_fields.affine_stack.FUSED_ACTIVATIONS` (and
+    ``dim <= width_1``) value and trace come from
+    :func:`~flowkit.plugins.vector_fields.affine_stack.affine_stack_divergence`,
+    whose backward pass is written out instead of recorded by autograd.
 
     Arguments:
         dim: the dimension of ``x``.
