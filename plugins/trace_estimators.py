@@ -109,11 +109,12 @@ def _exact_by_loop(field: nn.Module, t: Tensor, x: Tensor) -> tuple[Tensor, Tens
     xl, track = _local_input(x)
     with torch.enable_grad():
         f = field(t, xl)
-        div = torch.zeros(x.shape[0], dtype=f.dtype, device=f.device)
+        columns = []
         for i in range(x.shape[1]):
             basis = torch.zeros_like(f)
             basis[:, i] = 1  # a fresh tensor: create_graph keeps it in the graph
-            div = div + _vjp(f, xl, basis, track)[:, i]
+            columns.append(_vjp(f, xl, basis, track)[:, i])
+        div = sum(columns[1:], columns[0])
     return _finish(f, div, track)
 
 
@@ -281,8 +282,9 @@ class HutchinsonTrace(TraceEstimator):
         xl, track = _local_input(x)
         with torch.enable_grad():
             f = field(t, xl)
-            div = sum((_vjp(f, xl, e, track) * e).sum(-1) for e in eps) / self.n_probes
-        return _finish(f, div, track)  # type: ignore[arg-type]
+            terms = [(_vjp(f, xl, e, track) * e).sum(-1) for e in eps]
+            div = terms[0] if len(terms) == 1 else torch.stack(terms).mean(0)
+        return _finish(f, div, track)
 
 
 class HutchPlusPlusTrace(TraceEstimator):
