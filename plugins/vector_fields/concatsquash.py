@@ -103,6 +103,9 @@ class ConcatSquashField(LayeredDivergence, VectorField):
     """
 
     has_divergence = True
+    fused_divergence: bool = True
+    """Compute value and divergence with the fused pass where it applies (set ``False``
+    on an instance to record the same closed form with autograd instead)."""
 
     def __init__(
         self,
@@ -142,7 +145,9 @@ class ConcatSquashField(LayeredDivergence, VectorField):
         self, t: Tensor, x: Tensor, context: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         h = x if context is None else torch.cat([x, context], dim=1)
-        if fused_divergence_applies(self.activation, self.layers[0].linear.out_features, self.dim):
+        if self.fused_divergence and fused_divergence_applies(
+            self.activation, self.layers[0].linear.out_features, self.dim
+        ):
             tt = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(())
             layers = [
                 (

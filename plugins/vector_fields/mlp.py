@@ -59,6 +59,9 @@ class MLPField(LayeredDivergence, VectorField):
     """
 
     has_divergence = True
+    fused_divergence: bool = True
+    """Compute value and divergence with the fused pass where it applies (set ``False``
+    on an instance to record the same closed form with autograd instead)."""
 
     def __init__(
         self,
@@ -102,7 +105,9 @@ class MLPField(LayeredDivergence, VectorField):
         self, t: Tensor, x: Tensor, context: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         linears = [m for m in self.net if isinstance(m, nn.Linear)]
-        if fused_divergence_applies(self.activation, linears[0].out_features, self.dim):
+        if self.fused_divergence and fused_divergence_applies(
+            self.activation, linears[0].out_features, self.dim
+        ):
             layers = [(layer.weight, layer.bias) for layer in linears]
             h0 = self._inputs(t, x, context)  # [t, x, context]: x from column 1
             return affine_stack_divergence(h0, self.dim, layers, self.activation, x_offset=1)
