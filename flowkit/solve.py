@@ -318,7 +318,10 @@ def check_solution(
             raise broken(f"{name} must have y0's dtype {ref.dtype}", f"dtype {leaf.dtype}")
         if leaf.device != ref.device:
             raise broken(f"{name} must be on y0's device {ref.device}", f"device {leaf.device}")
-    finite = torch.stack([torch.isfinite(leaf.detach()).all() for leaf in leaves]).all()
+    if len(leaves) == 1:
+        finite = torch.isfinite(leaves[0].detach()).all()
+    else:
+        finite = torch.stack([torch.isfinite(leaf.detach()).all() for leaf in leaves]).all()
     if not bool(finite):
         raise broken(
             "the returned states must be finite; an integrator meeting NaN or Inf must raise "

@@ -41,7 +41,7 @@ class Problem:
 
     def __call__(self, t: float, y: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         self.nfe += 1
-        tt = torch.full((), t, dtype=self.tdtype, device=self.device)
+        tt = torch.scalar_tensor(t, dtype=self.tdtype, device=self.device)
         out = self.func(tt, y[0] if self.single else y)
         leaves = (out,) if self.single else out
         if not self.checked:
