@@ -36,7 +36,7 @@ from flowkit.errors import PluginContractError
 from flowkit.interfaces import GradientStrategy, Integrator
 from flowkit.registry import REGISTRY_OPTION, Registry, get_registry
 from flowkit.solution import Solution
-from flowkit.state import Dynamics, State, as_tuple, check_state, like
+from flowkit.state import Dynamics, State, all_finite, as_tuple, check_state, like
 
 __all__ = ["check_solution", "check_times", "resolve_solver", "solve"]
 
@@ -318,11 +318,7 @@ def check_solution(
             raise broken(f"{name} must have y0's dtype {ref.dtype}", f"dtype {leaf.dtype}")
         if leaf.device != ref.device:
             raise broken(f"{name} must be on y0's device {ref.device}", f"device {leaf.device}")
-    if len(leaves) == 1:
-        finite = torch.isfinite(leaves[0].detach()).all()
-    else:
-        finite = torch.stack([torch.isfinite(leaf.detach()).all() for leaf in leaves]).all()
-    if not bool(finite):
+    if not all_finite(leaves):
         raise broken(
             "the returned states must be finite; an integrator meeting NaN or Inf must raise "
             "NonFiniteStateError (the vector field may also have produced them)",

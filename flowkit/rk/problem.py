@@ -15,16 +15,9 @@ from torch import Tensor
 
 from flowkit.rk.stepper import StepResult, dense_state, rk_step
 from flowkit.rk.tableau import ButcherTableau
-from flowkit.state import Dynamics, State, as_tuple
+from flowkit.state import Dynamics, State, all_finite, as_tuple
 
 __all__ = ["PlainSteps", "Problem", "all_finite"]
-
-
-def all_finite(leaves: tuple[Tensor, ...]) -> bool:
-    """Whether every leaf holds only finite values."""
-    if len(leaves) == 1:
-        return bool(torch.isfinite(leaves[0]).all())
-    return all(bool(torch.isfinite(x).all()) for x in leaves)
 
 
 class Problem:
