@@ -281,10 +281,10 @@ def check_solution(
         PluginContractError: naming the integrator, the gradient strategy and
             the broken clause.
     """
-    who = f"Integrator {_describe(integrator)} (run by gradient strategy {_describe(gradient)})"
-    component = getattr(integrator, "registry_name", None) or type(integrator).__name__
 
     def broken(contract: str, got: str) -> PluginContractError:
+        who = f"Integrator {_describe(integrator)} (run by gradient strategy {_describe(gradient)})"
+        component = getattr(integrator, "registry_name", None) or type(integrator).__name__
         return PluginContractError(
             f"{who} broke the integrator contract: {contract}; got {got}. This is a bug in "
             "that plugin: report it to its authors, or choose another integrator.",
