@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "all_finite",
     "Dynamics",
     "State",
+    "all_finite",
     "as_tuple",
     "check_state",
     "flatten_state",
