@@ -36,7 +36,7 @@ from flowkit.errors import PluginContractError
 from flowkit.interfaces import GradientStrategy, Integrator
 from flowkit.registry import REGISTRY_OPTION, Registry, get_registry
 from flowkit.solution import Solution
-from flowkit.state import Dynamics, State, as_tuple, check_state, like
+from flowkit.state import Dynamics, State, all_finite, as_tuple, check_state, like
 
 __all__ = ["check_solution", "check_times", "resolve_solver", "solve"]
 
@@ -281,10 +281,10 @@ def check_solution(
         PluginContractError: naming the integrator, the gradient strategy and
             the broken clause.
     """
-    who = f"Integrator {_describe(integrator)} (run by gradient strategy {_describe(gradient)})"
-    component = getattr(integrator, "registry_name", None) or type(integrator).__name__
 
     def broken(contract: str, got: str) -> PluginContractError:
+        who = f"Integrator {_describe(integrator)} (run by gradient strategy {_describe(gradient)})"
+        component = getattr(integrator, "registry_name", None) or type(integrator).__name__
         return PluginContractError(
             f"{who} broke the integrator contract: {contract}; got {got}. This is a bug in "
             "that plugin: report it to its authors, or choose another integrator.",
@@ -318,8 +318,7 @@ def check_solution(
             raise broken(f"{name} must have y0's dtype {ref.dtype}", f"dtype {leaf.dtype}")
         if leaf.device != ref.device:
             raise broken(f"{name} must be on y0's device {ref.device}", f"device {leaf.device}")
-    finite = torch.stack([torch.isfinite(leaf.detach()).all() for leaf in leaves]).all()
-    if not bool(finite):
+    if not all_finite(leaves):
         raise broken(
             "the returned states must be finite; an integrator meeting NaN or Inf must raise "
             "NonFiniteStateError (the vector field may also have produced them)",

@@ -7,6 +7,7 @@ convert between the two forms so that components need not special-case tuples.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Union
 
@@ -16,6 +17,7 @@ from torch import Tensor
 __all__ = [
     "Dynamics",
     "State",
+    "all_finite",
     "as_tuple",
     "check_state",
     "flatten_state",
@@ -78,3 +80,17 @@ def check_state(y0: object, *, what: str = "y0") -> State:
                 "(convert with .double() or .float())."
             )
     return y0  # type: ignore[return-value]
+
+
+def all_finite(leaves: tuple[Tensor, ...]) -> bool:
+    """Whether every leaf holds only finite values (one reduction per leaf when they do).
+
+    A finite sum proves every element finite (a NaN or an infinity makes the
+    sum NaN or infinite); only a sum that is not finite, which a large finite
+    state may also give by overflow, is followed by the element-wise test.
+    """
+    for x in leaves:
+        x = x.detach()
+        if not math.isfinite(float(x.sum())) and not bool(torch.isfinite(x).all()):
+            return False
+    return True

@@ -33,6 +33,7 @@ from integrator_helpers import (
 from registry_helpers import suite_registry
 
 from flowkit.rk import PIController, mixed_rms_norm, rms_norm
+from flowkit.rk.control import norm_value
 from flowkit.solution import Solution
 from flowkit.state import as_tuple
 from flowkit.testing.order import measure_order, order_is_supported
@@ -354,3 +355,12 @@ def test_default_norm_and_controller_rules() -> None:
     integral.reject(4.0)
     hairer.reject(4.0)
     assert integral.accept(1e-3) > 1.0 and hairer.accept(1e-3) == 1.0
+
+
+def test_norm_value_equals_the_norms() -> None:
+    """The shortcut for the default norms of one leaf gives their value to round-off."""
+    x = torch.randn(64, 3, dtype=torch.float64)
+    for norm in (mixed_rms_norm, rms_norm):
+        assert math.isclose(norm_value(norm, (x,)), float(norm((x,))), rel_tol=1e-12)
+    pair = (x, torch.full((5,), 3.0, dtype=torch.float64))
+    assert norm_value(mixed_rms_norm, pair) == float(mixed_rms_norm(pair)) == 3.0

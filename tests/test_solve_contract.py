@@ -23,7 +23,7 @@ from flowkit.interfaces import Integrator
 from flowkit.registry import Registry, build_registry
 from flowkit.solution import Solution, SolverStats
 from flowkit.solve import solve
-from flowkit.state import Dynamics, State, as_tuple, like
+from flowkit.state import Dynamics, State, all_finite, as_tuple, like
 
 
 class _Euler(Integrator):
@@ -205,3 +205,11 @@ def test_partial_solution_on_max_steps_is_accepted() -> None:
     )
     assert sol.stats.status == "max_steps_reached"
     assert sol.ys.shape[1:] == (3, 2) and sol.ys.shape[0] < 3
+
+
+def test_all_finite_reads_past_an_overflowing_sum() -> None:
+    """A finite state whose sum overflows is finite; NaN and Inf are not."""
+    big = torch.full((4,), 3e38)  # float32: the sum is inf, every element finite
+    assert all_finite((big,)) and all_finite((torch.zeros(0), torch.ones(2)))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        assert not all_finite((torch.ones(3), torch.tensor([1.0, bad])))

@@ -12,7 +12,14 @@ from torch import Tensor
 from flowkit.errors import IntegrationError, NonFiniteStateError, StepSizeUnderflowError
 from flowkit.interfaces import AdaptiveIntegrator
 from flowkit.interfaces.step_options import OnMaxSteps, positive_number
-from flowkit.rk.control import ErrorNorm, PIController, Tolerance, TolLike, initial_step
+from flowkit.rk.control import (
+    ErrorNorm,
+    PIController,
+    Tolerance,
+    TolLike,
+    initial_step,
+    norm_value,
+)
 from flowkit.rk.problem import all_finite
 from flowkit.rk.solver import RungeKuttaIntegrator
 from flowkit.rk.stepper import StepResult
@@ -115,11 +122,13 @@ class AdaptiveRungeKutta(RungeKuttaIntegrator, AdaptiveIntegrator):
         self.controller_beta = beta
 
     def _ratio(self, res: StepResult, tol: Tolerance, y: tuple[Tensor, ...]) -> float:
-        with torch.no_grad():  # no graph is recorded here: no need to detach y or y1
-            e = float(self.norm(tol.scaled(res.err, y, res.y1)))  # type: ignore[arg-type]
-            if res.err2 is None:
-                return e
-            e3 = float(self.norm(tol.scaled(res.err2, y, res.y1)))
+        if torch.is_grad_enabled():  # no graph is recorded here: no need to detach y or y1
+            with torch.no_grad():
+                return self._ratio(res, tol, y)
+        e = norm_value(self.norm, tol.scaled(res.err, y, res.y1))  # type: ignore[arg-type]
+        if res.err2 is None:
+            return e
+        e3 = norm_value(self.norm, tol.scaled(res.err2, y, res.y1))
         if e == 0.0 and e3 == 0.0:
             return 0.0
         return e * e / math.sqrt(e * e + 0.01 * e3 * e3)

@@ -15,16 +15,9 @@ from torch import Tensor
 
 from flowkit.rk.stepper import StepResult, dense_state, rk_step
 from flowkit.rk.tableau import ButcherTableau
-from flowkit.state import Dynamics, State, as_tuple
+from flowkit.state import Dynamics, State, all_finite, as_tuple
 
 __all__ = ["PlainSteps", "Problem", "all_finite"]
-
-
-def all_finite(leaves: tuple[Tensor, ...]) -> bool:
-    """Whether every leaf holds only finite values."""
-    if len(leaves) == 1:
-        return bool(torch.isfinite(leaves[0]).all())
-    return all(bool(torch.isfinite(x).all()) for x in leaves)
 
 
 class Problem:
@@ -41,7 +34,7 @@ class Problem:
 
     def __call__(self, t: float, y: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         self.nfe += 1
-        tt = torch.full((), t, dtype=self.tdtype, device=self.device)
+        tt = torch.scalar_tensor(t, dtype=self.tdtype, device=self.device)
         out = self.func(tt, y[0] if self.single else y)
         leaves = (out,) if self.single else out
         if not self.checked:

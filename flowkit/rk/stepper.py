@@ -78,14 +78,36 @@ def _combine(
     coeffs: tuple[tuple[int, float], ...],
     h: float,
 ) -> tuple[Tensor, ...]:
-    return tuple(lincomb(leaf, [(ks[j][i], h * a) for j, a in coeffs]) for i, leaf in enumerate(y))
+    """``y + h sum_j a_j k_j`` leaf by leaf (:func:`lincomb` inlined: this runs per stage)."""
+    if not coeffs:
+        return y
+    j0, a0 = coeffs[0]
+    rest = coeffs[1:]
+    out = []
+    for i, leaf in enumerate(y):
+        acc = torch.add(leaf, ks[j0][i], alpha=h * a0)
+        for j, a in rest:
+            acc.add_(ks[j][i], alpha=h * a)
+        out.append(acc)
+    return tuple(out)
 
 
 def _error(
     ks: list[tuple[Tensor, ...]], coeffs: tuple[tuple[int, float], ...], h: float, n: int
 ) -> tuple[Tensor, ...]:
-    with torch.no_grad():
-        return tuple(weighted_sum([(ks[j][i], h * e) for j, e in coeffs]) for i in range(n))
+    """``h sum_j e_j k_j`` leaf by leaf, without a graph (:func:`weighted_sum` inlined)."""
+    if torch.is_grad_enabled():
+        with torch.no_grad():
+            return _error(ks, coeffs, h, n)
+    j0, e0 = coeffs[0]
+    rest = coeffs[1:]
+    out = []
+    for i in range(n):
+        acc = torch.mul(ks[j0][i], h * e0)
+        for j, e in rest:
+            acc.add_(ks[j][i], alpha=h * e)
+        out.append(acc)
+    return tuple(out)
 
 
 def rk_step(
@@ -113,21 +135,19 @@ def rk_step(
     k0 = func(t, y) if f0 is None else f0
     ks = [k0]
     c = tableau.c
-    last = tableau.stages - 1
-    y1: tuple[Tensor, ...] | None = None
-    for i in range(1, tableau.stages):
-        yi = _combine(y, ks, tableau.stage_terms[i], h)
-        if tableau.fsal and i == last:
-            y1 = yi
+    terms = tableau.stage_terms
+    yi = y
+    for i in range(1, len(c)):
+        yi = _combine(y, ks, terms[i], h)
         ks.append(func(t + c[i] * h, yi))
-    f1 = None
-    if y1 is None:
-        y1 = _combine(y, ks, tableau.b_terms, h)
+    if tableau.fsal:  # the last stage is evaluated at (t + h, y1)
+        y1, f1 = yi, ks[-1]
     else:
-        f1 = ks[-1]
+        y1, f1 = _combine(y, ks, tableau.b_terms, h), None
     n = len(y)
-    err = _error(ks, tableau.error_terms, h, n) if tableau.error_terms else None
-    err2 = _error(ks, tableau.error2_terms, h, n) if tableau.error2_terms else None
+    error_terms, error2_terms = tableau.error_terms, tableau.error2_terms
+    err = _error(ks, error_terms, h, n) if error_terms else None
+    err2 = _error(ks, error2_terms, h, n) if error2_terms else None
     return StepResult(y1=y1, f1=f1, err=err, err2=err2, ks=ks)
 
 
