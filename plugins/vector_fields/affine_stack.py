@@ -76,6 +76,11 @@ FUSED_ACTIVATIONS: dict[str, Activation] = {
 """Activations (by name) with the value, slope and second derivative the fused pass needs."""
 
 
+_transforms_active: Callable[[], bool] = getattr(
+    torch._C, "_are_functorch_transforms_active", lambda: False
+)  # whether a torch.func transform (vmap, grad, jacrev, ...) is running
+
+
 def fused_divergence_applies(activation: str, first_width: int, dim: int) -> bool:
     """Whether :func:`affine_stack_divergence` serves a stack of weights shared by the batch.
 
@@ -84,11 +89,7 @@ def fused_divergence_applies(activation: str, first_width: int, dim: int) -> boo
     ``layered_divergence``) and no active ``torch.func`` transform (``vmap``,
     ``grad``: they do not see through a custom backward).
     """
-    return (
-        activation in FUSED_ACTIVATIONS
-        and first_width >= dim
-        and not torch._C._are_functorch_transforms_active()
-    )
+    return activation in FUSED_ACTIVATIONS and first_width >= dim and not _transforms_active()
 
 
 def _forward(
