@@ -23,6 +23,8 @@ Questions:
     (``plugins/vector_fields/affine_stack.py``) give, against the same closed
     form recorded by autograd (``fused_divergence = False``)? The same for
     ``hypernet`` (width 64, hypernetwork 32-32; no fused pass).
+(c) At that size, how much of one evaluation with its backward pass is
+    per-operation overhead (``benchmarks/divergence_costs.py``)?
 
 Every configuration's contestants run in one process, interleaved (each
 round times each once, in a rotating order, as a block of back-to-back calls
@@ -51,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from divergence_costs import evaluation_costs
 from flowkit.plugins.trace_estimators import ExactTrace, ExactTraceLoop
 from flowkit.plugins.vector_fields import MLPField
 from torch import nn
@@ -330,6 +333,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         record["ffjord_training_step"] = ffjord_training_step(
             args.fields, args.gradients, args.reps, args.train_steps, args.seed
         )
+        record["evaluation_costs"] = evaluation_costs(args.reps, args.seed, interleaved)
         torch.set_num_threads(threads_before)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "divergence-quick" if args.quick else f"divergence-{args.part}"
