@@ -15,6 +15,10 @@ from flowkit.plugins.vector_fields.activations import (
     ACTIVATIONS,
     make_activation,
 )
+from flowkit.plugins.vector_fields.affine_stack import (
+    FUSED_ACTIVATIONS,
+    affine_stack_divergence,
+)
 from flowkit.plugins.vector_fields.concatsquash import ConcatSquashField, ConcatSquashLinear
 from flowkit.plugins.vector_fields.hypernet import HyperNetField
 from flowkit.plugins.vector_fields.linear import LinearField
@@ -26,12 +30,14 @@ from flowkit.hookspecs import Register, hookimpl
 __all__ = [
     "ACTIVATIONS",
     "ACTIVATION_DERIVATIVES",
+    "FUSED_ACTIVATIONS",
     "ConcatSquashField",
     "ConcatSquashLinear",
     "HyperNetField",
     "LinearField",
     "MLPField",
     "ProbabilityFlowField",
+    "affine_stack_divergence",
     "make_activation",
     "flowkit_register_vector_fields",
 ]
