@@ -20,11 +20,10 @@ from flowkit.rk.control import (
     initial_step,
     norm_value,
 )
-from flowkit.rk.problem import all_finite
 from flowkit.rk.solver import RungeKuttaIntegrator
 from flowkit.rk.stepper import StepResult
 from flowkit.solution import Solution, SolverStats
-from flowkit.state import Dynamics, State
+from flowkit.state import Dynamics, State, all_finite
 
 __all__ = ["DEFAULT_CONTROLLER_BETA", "PI_CONTROLLER_BETA", "AdaptiveRungeKutta"]
 

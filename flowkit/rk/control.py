@@ -216,10 +216,6 @@ class Tolerance:
             b.abs().mul_(rt).add_(at) for b, rt, at in zip(y, self.rtol, self.atol, strict=True)
         )
 
-    def scaled_single(self, err: tuple[Tensor, ...], y: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        """``err / (atol + rtol * |y|)`` leaf by leaf (call under no_grad)."""
-        return tuple(e / s for e, s in zip(err, self.scale(y), strict=True))
-
 
 def _per_leaf(name: str, value: TolLike, leaves: tuple[Tensor, ...]) -> tuple[float | Tensor, ...]:
     if isinstance(value, (tuple, list)):

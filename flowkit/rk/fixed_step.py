@@ -8,10 +8,9 @@ from torch import Tensor
 
 from flowkit.errors import NonFiniteStateError
 from flowkit.interfaces import FixedStepIntegrator
-from flowkit.rk.problem import all_finite
 from flowkit.rk.solver import RungeKuttaIntegrator
 from flowkit.solution import Solution, SolverStats
-from flowkit.state import Dynamics, State
+from flowkit.state import Dynamics, State, all_finite
 
 __all__ = ["FixedStepRungeKutta"]
 

@@ -15,9 +15,9 @@ from torch import Tensor
 
 from flowkit.rk.stepper import StepResult, dense_state, rk_step
 from flowkit.rk.tableau import ButcherTableau
-from flowkit.state import Dynamics, State, all_finite, as_tuple
+from flowkit.state import Dynamics, State, as_tuple
 
-__all__ = ["PlainSteps", "Problem", "all_finite"]
+__all__ = ["PlainSteps", "Problem"]
 
 
 class Problem:

@@ -36,10 +36,10 @@ from flowkit.errors import MaxStepsExceededError, NonFiniteStateError
 from flowkit.interfaces import Integrator, SupportsCheckpointing
 from flowkit.interfaces.step_options import OnMaxSteps
 from flowkit.rk.checkpointed import CheckpointedSteps
-from flowkit.rk.problem import PlainSteps, Problem, all_finite
+from flowkit.rk.problem import PlainSteps, Problem
 from flowkit.rk.tableau import ButcherTableau
 from flowkit.solution import Solution, SolverStats
-from flowkit.state import Dynamics, State, like
+from flowkit.state import Dynamics, State, all_finite, like
 
 __all__ = ["RungeKuttaIntegrator"]
 

@@ -10,7 +10,7 @@ Python and kernel overhead to one operation per nonzero coefficient.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +18,7 @@ from torch import Tensor
 
 from flowkit.rk.tableau import ButcherTableau
 
-__all__ = ["LeafFunc", "StepResult", "dense_state", "lincomb", "rk_step", "weighted_sum"]
+__all__ = ["LeafFunc", "StepResult", "dense_state", "rk_step"]
 
 LeafFunc = Callable[[float, tuple[Tensor, ...]], tuple[Tensor, ...]]
 """A right-hand side on tuples of leaves, taking the time as a Python float."""
@@ -44,41 +44,13 @@ class StepResult:
     ks: list[tuple[Tensor, ...]]
 
 
-def lincomb(y: Tensor, terms: Sequence[tuple[Tensor, float]]) -> Tensor:
-    """``y + sum(c * k for k, c in terms)`` with one kernel per term.
-
-    Arguments:
-        y: the base tensor (not modified).
-        terms: ``(k, c)`` pairs with nonzero scalar ``c``.
-
-    Returns:
-        A new tensor (``y`` itself when ``terms`` is empty).
-    """
-    if not terms:
-        return y
-    k, c = terms[0]
-    out = torch.add(y, k, alpha=c)
-    for k, c in terms[1:]:
-        out.add_(k, alpha=c)
-    return out
-
-
-def weighted_sum(terms: Sequence[tuple[Tensor, float]]) -> Tensor:
-    """``sum(c * k for k, c in terms)`` for a non-empty list of terms."""
-    k, c = terms[0]
-    out = torch.mul(k, c)
-    for k, c in terms[1:]:
-        out.add_(k, alpha=c)
-    return out
-
-
 def _combine(
     y: tuple[Tensor, ...],
     ks: list[tuple[Tensor, ...]],
     coeffs: tuple[tuple[int, float], ...],
     h: float,
 ) -> tuple[Tensor, ...]:
-    """``y + h sum_j a_j k_j`` leaf by leaf (:func:`lincomb` inlined: this runs per stage)."""
+    """``y + h sum_j a_j k_j`` leaf by leaf: one out-of-place ``add``, then ``add_`` per term."""
     if not coeffs:
         return y
     j0, a0 = coeffs[0]
@@ -95,7 +67,7 @@ def _combine(
 def _error(
     ks: list[tuple[Tensor, ...]], coeffs: tuple[tuple[int, float], ...], h: float, n: int
 ) -> tuple[Tensor, ...]:
-    """``h sum_j e_j k_j`` leaf by leaf, without a graph (:func:`weighted_sum` inlined)."""
+    """``h sum_j e_j k_j`` leaf by leaf, without a graph."""
     if torch.is_grad_enabled():
         with torch.no_grad():
             return _error(ks, coeffs, h, n)

@@ -224,8 +224,18 @@ def _layers(sizes: Sequence[int], tensors: Sequence[Tensor]) -> list[Sequence[Te
     return out
 
 
+def _gated_forward(
+    h0: Tensor, t: Tensor, xs: slice, layers: Sequence[Sequence[Tensor]], act: Activation
+) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor], list[Tensor]]:
+    """:func:`_forward` after :func:`_gate`: ``(f, div, saved, weights, gates)``."""
+    gated = [_gate(t, layer) for layer in layers]
+    weights, biases, gates = ([g[i] for g in gated] for i in range(3))
+    f, div, saved = _forward(h0, xs, weights, biases, act)
+    return f, div, saved, weights, gates
+
+
 class _AffineStackDivergence(torch.autograd.Function):
-    """``(f, div)`` of an affine stack; arguments ``(h0, t, dim, activation, sizes, *layers)``."""
+    """``(f, div)`` of an affine stack; arguments ``(h0, t, xs, activation, sizes, *layers)``."""
 
     @staticmethod
     def forward(
@@ -238,13 +248,10 @@ class _AffineStackDivergence(torch.autograd.Function):
         *tensors: Tensor,
     ) -> Any:
         act = FUSED_ACTIVATIONS[activation]
-        layers = _layers(sizes, tensors)
-        gated = [_gate(t, layer) for layer in layers]
-        weights = [a[0] for a in gated]
-        f, div, saved = _forward(h0, xs, weights, [a[1] for a in gated], act)
+        f, div, saved, weights, gates = _gated_forward(h0, t, xs, _layers(sizes, tensors), act)
         ctx.xs, ctx.act, ctx.sizes = xs, act, sizes
         ctx.save_for_backward(h0, t, *tensors)
-        ctx.intermediates = (weights, [a[2] for a in gated], saved)
+        ctx.intermediates = (weights, gates, saved)
         return f, div
 
     @staticmethod
@@ -254,9 +261,7 @@ class _AffineStackDivergence(torch.autograd.Function):
         layers = _layers(ctx.sizes, tensors)
         weights, gates, saved = ctx.intermediates
         if torch.is_grad_enabled():  # a differentiable backward: recompute with autograd
-            gated = [_gate(t, layer) for layer in layers]
-            weights, gates = [a[0] for a in gated], [a[2] for a in gated]
-            _, _, saved = _forward(h0, xs, weights, [a[1] for a in gated], act)
+            _, _, saved, weights, gates = _gated_forward(h0, t, xs, layers, act)
         f_like = h0.new_zeros(h0.shape[0], weights[-1].shape[0]) if gf is None else gf
         div_like = h0.new_zeros(h0.shape[0]) if gdiv is None else gdiv
         gh0, gws, gas = _backward(f_like, div_like, h0, xs, weights, saved, act)
@@ -327,8 +332,6 @@ def affine_stack_divergence(
     tensors = [x for layer in layers for x in layer]
     xs = slice(x_offset, x_offset + dim)
     if not torch.is_grad_enabled() or not any(x.requires_grad for x in (h0, t, *tensors)):
-        gated = [_gate(t, layer) for layer in layers]
-        act = FUSED_ACTIVATIONS[activation]
-        f, div, _ = _forward(h0, xs, [a[0] for a in gated], [a[1] for a in gated], act)
+        f, div, *_ = _gated_forward(h0, t, xs, layers, FUSED_ACTIVATIONS[activation])
         return f, div
     return _AffineStackDivergence.apply(h0, t, xs, activation, sizes, *tensors)
